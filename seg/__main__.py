@@ -1,0 +1,5 @@
+"""`python -m seg ...` (used by `torchrun --nproc-per-node N -m seg train ...`)."""
+
+from seg.cli import main
+
+main()

@@ -1,0 +1,364 @@
+"""The zarr v3 window store, in one place.
+
+Layout (all paths may be local or gs://)::
+
+    ds.zarr/                         attrs["seg"]: format, version, size, stride, bands, classes,
+                                                   splits {scene_id: train|val|test}
+      <scene_id>/                    attrs["scene"]: source, crs (WKT), transform (6 floats, GDAL
+                                                   order a,b,c,d,e,f), width, height, nodata,
+                                                   dtype, tags, metadata, band stats accumulators,
+                                                   counts; attrs["done"] = true is written last
+        image   (N, C, S, S)         scene dtype; chunk = one window; shard = `windows_per_shard`
+        mask    (N, S, S)            uint8 class ids, 255 = ignore (nodata, padding);
+                                     absent when the scene was tiled without labels
+        window  (N, 4) int32         row_off, col_off, height, width (valid extent, before padding)
+
+A window's georeference is `rasterio.windows.transform(Window(col_off, row_off, w, h), transform)`.
+Band statistics are kept per scene as streaming accumulators (count, sum, sum of squares, min,
+max) so any set of scenes (e.g. the train split) can be merged exactly into mean/std.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from seg import __version__
+from seg import fs as segfs
+from seg.errors import StoreError
+
+FORMAT = "seg-window-store/1"
+IGNORE = 255
+
+
+def _open_root(path: str, mode: str) -> zarr.Group:
+    try:
+        return zarr.open_group(
+            str(path), mode=mode, storage_options=segfs.storage_options(path) or None
+        )
+    except (FileNotFoundError, KeyError) as exc:
+        raise StoreError(f"{path} is not a seg window store (run `seg tile ... --out {path}`)") from exc
+    except StoreError:
+        raise
+    except Exception as exc:
+        if segfs.is_remote(path):
+            raise segfs.unreachable(path, exc) from exc
+        raise StoreError(f"cannot open window store {path}: {exc}") from exc
+
+
+@dataclass
+class BandStats:
+    """Streaming per-band accumulators over valid pixels; merge by adding."""
+
+    count: np.ndarray  # (C,) float64
+    total: np.ndarray  # (C,) float64
+    total_sq: np.ndarray  # (C,) float64
+    minimum: np.ndarray  # (C,) float64
+    maximum: np.ndarray  # (C,) float64
+
+    @classmethod
+    def empty(cls, bands: int) -> BandStats:
+        z = np.zeros(bands, np.float64)
+        return cls(z.copy(), z.copy(), z.copy(), np.full(bands, np.inf), np.full(bands, -np.inf))
+
+    def update(self, pixels: np.ndarray, valid: np.ndarray) -> None:
+        """Add `pixels` (C, H, W) where `valid` (H, W) is True."""
+        if not valid.any():
+            return
+        v = pixels[:, valid].astype(np.float64)  # (C, n_valid)
+        self.count += v.shape[1]
+        self.total += v.sum(axis=1)
+        self.total_sq += np.square(v).sum(axis=1)
+        self.minimum = np.minimum(self.minimum, v.min(axis=1))
+        self.maximum = np.maximum(self.maximum, v.max(axis=1))
+
+    def merge(self, other: BandStats) -> BandStats:
+        return BandStats(
+            self.count + other.count,
+            self.total + other.total,
+            self.total_sq + other.total_sq,
+            np.minimum(self.minimum, other.minimum),
+            np.maximum(self.maximum, other.maximum),
+        )
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / np.maximum(self.count, 1)
+
+    @property
+    def std(self) -> np.ndarray:
+        var = self.total_sq / np.maximum(self.count, 1) - np.square(self.mean)
+        return np.sqrt(np.maximum(var, 0.0))
+
+    def to_json(self) -> dict[str, list[float]]:
+        def clean(a: np.ndarray) -> list[float]:
+            return [float(x) if math.isfinite(x) else 0.0 for x in a]
+
+        return {
+            "count": clean(self.count),
+            "sum": clean(self.total),
+            "sum_sq": clean(self.total_sq),
+            "min": clean(self.minimum),
+            "max": clean(self.maximum),
+            "mean": clean(self.mean),
+            "std": clean(self.std),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, list[float]]) -> BandStats:
+        return cls(
+            np.asarray(d["count"], np.float64),
+            np.asarray(d["sum"], np.float64),
+            np.asarray(d["sum_sq"], np.float64),
+            np.asarray(d["min"], np.float64),
+            np.asarray(d["max"], np.float64),
+        )
+
+
+class SceneWriter:
+    """Writes one scene's windows in whole shards, then marks the scene done.
+
+    Arrays are created for the grid's maximum window count and trimmed by `finish()`, because
+    windows skipped for nodata are only known while reading.
+    """
+
+    def __init__(
+        self,
+        root: zarr.Group,
+        scene_id: str,
+        max_windows: int,
+        bands: int,
+        size: int,
+        dtype: np.dtype[Any],
+        with_mask: bool,
+        windows_per_shard: int,
+    ) -> None:
+        if scene_id in root:
+            del root[scene_id]
+        self.group = root.create_group(scene_id)
+        self.per_shard = windows_per_shard
+        n = max(max_windows, 1)
+        codec = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
+        self.image = self.group.create_array(
+            "image",
+            shape=(n, bands, size, size),
+            chunks=(1, bands, size, size),
+            shards=(windows_per_shard, bands, size, size),
+            dtype=dtype,
+            compressors=[codec],
+            fill_value=0,
+        )
+        self.mask = (
+            self.group.create_array(
+                "mask",
+                shape=(n, size, size),
+                chunks=(1, size, size),
+                shards=(windows_per_shard, size, size),
+                dtype="uint8",
+                compressors=[codec],
+                fill_value=IGNORE,
+            )
+            if with_mask
+            else None
+        )
+        self.window = self.group.create_array(
+            "window", shape=(n, 4), chunks=(max(n, 1), 4), dtype="int32", fill_value=0
+        )
+        self._images: list[np.ndarray] = []
+        self._masks: list[np.ndarray] = []
+        self._windows: list[tuple[int, int, int, int]] = []
+        self.written = 0
+        self.nbytes = 0
+
+    def add(self, image: np.ndarray, mask: np.ndarray | None, window: tuple[int, int, int, int]) -> None:
+        """Queue one window: image (C, S, S), mask (S, S) or None, (row, col, height, width)."""
+        self._images.append(image)
+        if self.mask is not None:
+            assert mask is not None
+            self._masks.append(mask)
+        self._windows.append(window)
+        if len(self._images) == self.per_shard:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._images:
+            return
+        start, stop = self.written, self.written + len(self._images)
+        block = np.stack(self._images)  # (k, C, S, S), k <= windows_per_shard
+        self.image[start:stop] = block
+        self.nbytes += block.nbytes
+        if self.mask is not None:
+            masks = np.stack(self._masks)  # (k, S, S)
+            self.mask[start:stop] = masks
+            self.nbytes += masks.nbytes
+        self.written = stop
+        self._images, self._masks = [], []
+
+    def finish(self, attrs: dict[str, Any]) -> None:
+        """Write what is buffered, trim arrays to the windows kept, then mark the scene done."""
+        self._flush()
+        n = self.written
+        windows = np.asarray(self._windows, np.int32).reshape(-1, 4)
+        if n == 0:
+            # Zarr cannot hold a zero-length array in every backend; keep shape 0 explicitly.
+            self.image.resize((0, *self.image.shape[1:]))
+            if self.mask is not None:
+                self.mask.resize((0, *self.mask.shape[1:]))
+            self.window.resize((0, 4))
+        else:
+            self.image.resize((n, *self.image.shape[1:]))
+            if self.mask is not None:
+                self.mask.resize((n, *self.mask.shape[1:]))
+            self.window.resize((n, 4))
+            self.window[:] = windows
+        self.group.attrs["scene"] = {**attrs, "n_windows": n}
+        # The marker is written last: a scene without it is redone on the next run.
+        self.group.attrs["done"] = True
+
+
+@dataclass
+class Scene:
+    """Read access to one scene of a store. Arrays are opened lazily; nothing is loaded."""
+
+    scene_id: str
+    group: zarr.Group
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs["scene"])
+
+    @property
+    def image(self) -> zarr.Array:
+        return self.group["image"]  # type: ignore[return-value]
+
+    @property
+    def mask(self) -> zarr.Array | None:
+        return self.group["mask"] if "mask" in self.group else None  # type: ignore[return-value]
+
+    @property
+    def windows(self) -> np.ndarray:
+        return np.asarray(self.group["window"][:])
+
+    def __len__(self) -> int:
+        return int(self.attrs["n_windows"])
+
+    @property
+    def band_stats(self) -> BandStats:
+        return BandStats.from_json(self.attrs["band_stats"])
+
+    def window_transform(self, index: int) -> Any:
+        """The affine transform of window `index` (rebuilt from scene transform + offsets)."""
+        from affine import Affine
+        from rasterio.windows import Window as RioWindow
+        from rasterio.windows import transform as window_transform
+
+        r, c, h, w = (int(x) for x in self.windows[index])
+        return window_transform(RioWindow(c, r, w, h), Affine(*self.attrs["transform"]))
+
+
+class WindowStore:
+    """A seg window store: the root group plus typed access to its settings and scenes."""
+
+    def __init__(self, path: str, root: zarr.Group) -> None:
+        self.path = path
+        self.root = root
+
+    @classmethod
+    def open(cls, path: str) -> WindowStore:
+        """Open an existing store for reading; clear error if it is missing or not ours."""
+        if not segfs.exists(segfs.join(path, "zarr.json")):
+            raise StoreError(f"no window store at {path} (run `seg tile SCENES --out {path}` first)")
+        root = _open_root(path, "r")
+        if root.attrs.get("seg", {}).get("format") != FORMAT:
+            raise StoreError(f"{path} is a zarr store but not a seg window store")
+        return cls(path, root)
+
+    @classmethod
+    def create_or_open(
+        cls, path: str, settings: dict[str, Any], overwrite: bool = False
+    ) -> WindowStore:
+        """Open a store to add scenes to, creating it; settings must match an existing store."""
+        exists = segfs.exists(segfs.join(path, "zarr.json"))
+        if exists and not overwrite:
+            root = _open_root(path, "r+")
+            have = root.attrs.get("seg", {})
+            if have.get("format") != FORMAT:
+                raise StoreError(f"{path} exists and is not a seg window store; choose another --out")
+            for key in ("size", "stride", "bands", "classes"):
+                if key in settings and have.get(key) != settings[key]:
+                    raise StoreError(
+                        f"{path} was tiled with {key}={have.get(key)!r}, not {settings[key]!r};"
+                        " use the same settings, another --out, or --overwrite"
+                    )
+            return cls(path, root)
+        root = _open_root(path, "w")
+        root.attrs["seg"] = {"format": FORMAT, "version": __version__, "splits": {}, **settings}
+        return cls(path, root)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.root.attrs["seg"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.settings.get("classes") or [])
+
+    @property
+    def splits(self) -> dict[str, str]:
+        return dict(self.settings.get("splits") or {})
+
+    def set_splits(self, splits: dict[str, str]) -> None:
+        self.root.attrs["seg"] = {**self.settings, "splits": {**self.splits, **splits}}
+
+    def update_settings(self, **values: Any) -> None:
+        self.root.attrs["seg"] = {**self.settings, **values}
+
+    def is_done(self, scene_id: str) -> bool:
+        return scene_id in self.root and bool(self.root[scene_id].attrs.get("done", False))
+
+    def scene_ids(self, split: str | None = None) -> list[str]:
+        """Done scenes (sorted), optionally only those of one split."""
+        ids = sorted(k for k, g in self.root.groups() if g.attrs.get("done", False))
+        if split is not None:
+            splits = self.splits
+            ids = [s for s in ids if splits.get(s) == split]
+        return ids
+
+    def scene(self, scene_id: str) -> Scene:
+        if not self.is_done(scene_id):
+            raise StoreError(f"scene {scene_id!r} is not (completely) in {self.path}")
+        return Scene(scene_id, self.root[scene_id])  # type: ignore[arg-type]
+
+    def scenes(self, split: str | None = None) -> list[Scene]:
+        return [self.scene(s) for s in self.scene_ids(split)]
+
+    def band_stats(self, scene_ids: Iterable[str] | None = None) -> BandStats:
+        """Exact band statistics merged over `scene_ids` (default: all done scenes)."""
+        ids = list(scene_ids) if scene_ids is not None else self.scene_ids()
+        if not ids:
+            raise StoreError(f"{self.path} has no finished scenes to compute band statistics from")
+        stats = [self.scene(s).band_stats for s in ids]
+        out = stats[0]
+        for s in stats[1:]:
+            out = out.merge(s)
+        return out
+
+    def scene_writer(
+        self,
+        scene_id: str,
+        max_windows: int,
+        bands: int,
+        size: int,
+        dtype: np.dtype[Any],
+        with_mask: bool,
+        windows_per_shard: int = 16,
+    ) -> SceneWriter:
+        return SceneWriter(
+            self.root, scene_id, max_windows, bands, size, dtype, with_mask, windows_per_shard
+        )

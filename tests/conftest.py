@@ -1,0 +1,104 @@
+"""Shared fixtures: tiny synthetic GeoTIFFs with a real CRS, odd sizes and nodata."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if os.environ.get("SEG_SHARED_DATA"):
+    SHARED = Path(os.environ["SEG_SHARED_DATA"])
+
+
+def shared_data(*parts: str) -> Path:
+    """A file from ../shared/data, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real raster {path} not present (../shared/data is absent on this machine)")
+    return path
+
+
+def write_geotiff(
+    path: Path,
+    data: np.ndarray,
+    crs: str | None = "EPSG:32633",
+    transform: Any = None,
+    nodata: float | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """Write `data` (C, H, W) or (H, W) as a GeoTIFF with a UTM CRS and 0.5 m pixels."""
+    if data.ndim == 2:
+        data = data[None]
+    count, height, width = data.shape
+    if transform is None:
+        transform = from_origin(500000.0, 4000000.0, 0.5, 0.5)
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": data.dtype.name,
+        "transform": transform,
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if tags:
+            dst.update_tags(**tags)
+    return path
+
+
+def synthetic_pair(height: int, width: int, bands: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable scene: bright squares ("buildings", class 1) on a noisy darker background.
+
+    Returns image (bands, H, W) uint8 and mask (H, W) uint8 in {0, 1}.
+    """
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((height, width), np.uint8)
+    for _ in range(max(1, height * width // 2000)):
+        h, w = rng.integers(6, 24, size=2)
+        r, c = rng.integers(0, max(1, height - h)), rng.integers(0, max(1, width - w))
+        mask[r : r + h, c : c + w] = 1
+    image = rng.normal(70, 20, size=(bands, height, width))
+    image += mask[None] * 90
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+@pytest.fixture
+def make_scene(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
+    """Factory: make_scene(name, height, width, bands=3, nodata=None, ...) -> (scene, mask) paths."""
+
+    def make(
+        name: str = "scene",
+        height: int = 300,
+        width: int = 270,
+        bands: int = 3,
+        seed: int = 0,
+        crs: str | None = "EPSG:32633",
+        nodata: float | None = None,
+        dtype: str = "uint8",
+        folder: Path | None = None,
+    ) -> tuple[Path, Path]:
+        folder = folder or tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        image, mask = synthetic_pair(height, width, bands, seed)
+        image = image.astype(dtype)
+        scene = write_geotiff(folder / f"{name}.tif", image, crs=crs, nodata=nodata)
+        label = write_geotiff(folder / f"{name}_mask.tif", mask, crs=crs)
+        return scene, label
+
+    return make
