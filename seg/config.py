@@ -71,7 +71,9 @@ def read_yaml(path: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -79,9 +81,7 @@ def read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def load_config(
-    model: type[T], path: str | None = None, overrides: list[str] | None = None
-) -> T:
+def load_config(model: type[T], path: str | None = None, overrides: list[str] | None = None) -> T:
     """Read YAML at `path` (optional), apply `--set` overrides, and validate into `model`."""
     data = read_yaml(path) if path else {}
     data = apply_overrides(data, overrides or [])
@@ -100,3 +100,124 @@ def validate_dict(model: type[T], data: dict[str, Any], source: str) -> T:
 
 def dump_yaml(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+# --- seg train -------------------------------------------------------------------------------
+
+from typing import Annotated, Literal  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+
+class DataSection(Section):
+    """Which windows feed the loop and how they are batched."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    val_batch_size: Annotated[int | None, Field(ge=1)] = None
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    # Class names the experiment expects; when given they must equal the store's classes.
+    classes: list[str] | None = None
+    # Subsample (a fixed, seeded choice) to fit a time budget; None = all windows.
+    max_train_windows: Annotated[int | None, Field(ge=1)] = None
+    max_val_windows: Annotated[int | None, Field(ge=1)] = None
+
+
+class ModelSection(Section):
+    """The network; in_channels and num_classes come from the store, not from here."""
+
+    name: Literal["unet_mobilenetv2", "pix2pix"] = "unet_mobilenetv2"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    batchnorm: bool = True
+    # A local or gs:// file with MobileNetV2 encoder weights (state dict); None = random init.
+    encoder_weights: str | None = None
+
+
+class LossSection(Section):
+    name: Literal["ce", "dice", "ce_dice", "focal"] = "ce_dice"
+    class_weights: list[float] | None = None
+    dice_weight: Annotated[float, Field(ge=0.0)] = 1.0
+    focal_gamma: Annotated[float, Field(ge=0.0)] = 2.0
+
+
+class OptimSection(Section):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+    momentum: Annotated[float, Field(ge=0.0)] = 0.9
+    # Clip the global gradient norm to this value; None = no clipping (the norm is still logged).
+    grad_clip: Annotated[float | None, Field(gt=0.0)] = 1.0
+
+
+class ScheduleSection(Section):
+    name: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
+class TrainSection(Section):
+    epochs: Annotated[int, Field(ge=1)] = 10
+    # Steps in one epoch; None = one pass over the train windows.
+    steps_per_epoch: Annotated[int | None, Field(ge=1)] = None
+    # Stop after this many optimizer steps in total (across resumes); None = epochs decide.
+    max_steps: Annotated[int | None, Field(ge=1)] = None
+    # Wall-clock budget in seconds for this invocation; a checkpoint is written when it runs out.
+    time_budget_s: Annotated[float | None, Field(gt=0.0)] = None
+    seed: int = 0
+    deterministic: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    log_every_steps: Annotated[int, Field(ge=1)] = 10
+    # Fixed validation windows drawn as image | truth | prediction in TensorBoard each epoch.
+    preview_windows: Annotated[int, Field(ge=0)] = 4
+    # Refuse to start when the chosen GPU already has more than this fraction of memory in use.
+    max_gpu_busy_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+
+
+class CheckpointSection(Section):
+    every_steps: Annotated[int | None, Field(ge=1)] = None
+    every_epochs: Annotated[int | None, Field(ge=1)] = 1
+    # Keep this many periodic snapshots (step_*/epoch_*); last.pt and best.pt are always kept.
+    keep: Annotated[int, Field(ge=1)] = 3
+
+
+class AugmentSection(Section):
+    """Probabilities (0 disables) and ranges of the albumentations pipeline (seg.augment)."""
+
+    hflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    vflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    rot90: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    brightness_contrast: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    brightness_limit: Annotated[float, Field(ge=0.0)] = 0.2
+    contrast_limit: Annotated[float, Field(ge=0.0)] = 0.2
+    noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    noise_std: Annotated[float, Field(ge=0.0)] = 0.05
+    scale_crop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    scale_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
+    scale_max: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+
+
+class EarlyStoppingSection(Section):
+    enabled: bool = False
+    # "miou", "mf1", "accuracy", "loss", or a per-class metric like "iou/building".
+    metric: str = "miou"
+    mode: Literal["max", "min"] = "max"
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainConfig(Section):
+    """The whole `seg train` experiment (configs/unet_mobilenetv2.yaml)."""
+
+    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    loss: LossSection = Field(default_factory=LossSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
