@@ -221,3 +221,45 @@ class TrainConfig(Section):
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     augment: AugmentSection = Field(default_factory=AugmentSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+
+
+# --- seg tile --------------------------------------------------------------------------------
+
+
+class SplitSection(Section):
+    """Train/val/test by scene, never by window: fractions with a seed, or explicit scene ids.
+
+    Explicit lists win for the scenes they name; the other scenes are split by the fractions.
+    Computed from the full sorted scene list, so every machine of a sharded run agrees.
+    """
+
+    train: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
+    val: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    test: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    seed: int = 0
+    train_scenes: list[str] = []
+    val_scenes: list[str] = []
+    test_scenes: list[str] = []
+
+
+class TileConfig(Section):
+    """`seg tile` settings (configs/tile.yaml); command-line options override them."""
+
+    size: Annotated[int, Field(ge=32)] = 512
+    stride: int = 512
+    allow_gaps: bool = False
+    # 1-based band indexes; None = every band except alpha.
+    bands: list[Annotated[int, Field(ge=1)]] | None = None
+    # Windows with more than this fraction of nodata pixels (of the scene part) are skipped.
+    max_nodata: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    classes: list[str] = ["background", "building"]
+    # Vector labels: the attribute holding class ids or names (None = every feature is class 1)
+    # and the CRS of files that do not say (None = EPSG:4326 for GeoJSON, per RFC 7946).
+    label_attr: str | None = None
+    label_crs: str | None = None
+    # Scene id (file stem) -> label path, for names the matching rule cannot pair.
+    labels_map: dict[str, str] = {}
+    # Tile rasters without a georeference (e.g. GCPs only) in pixel coordinates.
+    pixel_space: bool = False
+    windows_per_shard: Annotated[int, Field(ge=1)] = 16
+    splits: SplitSection = SplitSection()
