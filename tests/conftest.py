@@ -62,7 +62,9 @@ def write_geotiff(
     return path
 
 
-def synthetic_pair(height: int, width: int, bands: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_pair(
+    height: int, width: int, bands: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A learnable scene: bright squares ("buildings", class 1) on a noisy darker background.
 
     Returns image (bands, H, W) uint8 and mask (H, W) uint8 in {0, 1}.
@@ -100,5 +102,63 @@ def make_scene(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
         scene = write_geotiff(folder / f"{name}.tif", image, crs=crs, nodata=nodata)
         label = write_geotiff(folder / f"{name}_mask.tif", mask, crs=crs)
         return scene, label
+
+    return make
+
+
+def write_window_store(
+    path: Path,
+    splits: dict[str, str],
+    size: int = 64,
+    windows: int = 4,
+    bands: int = 3,
+    classes: tuple[str, ...] = ("background", "building"),
+    dtype: str = "uint8",
+    seed: int = 0,
+) -> Path:
+    """A seg window store written with seg.store's writer API: one scene per entry of `splits`
+    (scene id -> split), `windows` learnable synthetic windows each, exact band statistics."""
+    from seg.store import BandStats, WindowStore
+
+    store = WindowStore.create_or_open(
+        str(path),
+        {
+            "size": size,
+            "stride": size,
+            "bands": list(range(1, bands + 1)),
+            "classes": list(classes),
+        },
+    )
+    for k, (scene_id, _split) in enumerate(sorted(splits.items())):
+        image, mask = synthetic_pair(size * windows, size, bands, seed=seed + 1000 * k)
+        writer = store.scene_writer(scene_id, windows, bands, size, np.dtype(dtype), True, 4)
+        stats = BandStats.empty(bands)
+        for w in range(windows):
+            img = image[:, w * size : (w + 1) * size].astype(dtype)
+            msk = mask[w * size : (w + 1) * size]
+            stats.update(img, np.ones(msk.shape, bool))
+            writer.add(img, msk, (w * size, 0, size, size))
+        writer.finish(
+            {
+                "source": f"{scene_id}.tif",
+                "crs": "EPSG:32633",
+                "transform": [0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0],
+                "width": size,
+                "height": size * windows,
+                "nodata": None,
+                "dtype": dtype,
+                "band_stats": stats.to_json(),
+            }
+        )
+    store.set_splits(dict(splits))
+    return path
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: make_store(splits={"a": "train", "b": "val"}, size=64, windows=4, ...) -> path."""
+
+    def make(splits: dict[str, str] | None = None, name: str = "ds.zarr", **kw: Any) -> Path:
+        return write_window_store(tmp_path / name, splits or {"a": "train", "b": "val"}, **kw)
 
     return make

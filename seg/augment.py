@@ -1,0 +1,108 @@
+"""The training augmentation pipeline (albumentations 2.0.8), built from the `augment` section.
+
+Images reach the pipeline already normalised to float32 (H, W, C) with any number of bands, so
+every transform must work on unbounded float data: geometric transforms (flips, 90° rotations,
+scale + crop) come from albumentations and move image and mask together (the mask with nearest
+interpolation, so 255 = ignore survives); brightness/contrast and noise are our own small
+transforms because albumentations' versions clip float images to [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+import numpy as np
+
+from seg.config import AugmentSection
+
+
+class NormalisedBrightnessContrast(A.ImageOnlyTransform):
+    """x * (1 + c) + b on normalised data, one (b, c) per image, no clipping."""
+
+    def __init__(self, brightness_limit: float, contrast_limit: float, p: float) -> None:
+        super().__init__(p=p)
+        self.brightness_limit = brightness_limit
+        self.contrast_limit = contrast_limit
+
+    def get_params(self) -> dict[str, float]:
+        return {
+            "beta": self.py_random.uniform(-self.brightness_limit, self.brightness_limit),
+            "alpha": 1.0 + self.py_random.uniform(-self.contrast_limit, self.contrast_limit),
+        }
+
+    def apply(self, img: np.ndarray, alpha: float = 1.0, beta: float = 0.0, **_: Any) -> np.ndarray:
+        return (img * np.float32(alpha) + np.float32(beta)).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("brightness_limit", "contrast_limit")
+
+
+class NormalisedGaussNoise(A.ImageOnlyTransform):
+    """Additive Gaussian noise with standard deviation `std` (in units of the band's std)."""
+
+    def __init__(self, std: float, p: float) -> None:
+        super().__init__(p=p)
+        self.std = std
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        shape = data["image"].shape
+        noise = self.random_generator.normal(0.0, self.std, size=shape).astype(np.float32)
+        return {"noise": noise}
+
+    def apply(self, img: np.ndarray, noise: np.ndarray | None = None, **_: Any) -> np.ndarray:
+        return img if noise is None else (img + noise).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("std",)
+
+
+def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
+    """The pipeline for `section` on `size` x `size` windows; None when everything is off."""
+    steps: list[Any] = []
+    if section.scale_crop > 0:
+        if section.scale_min > section.scale_max:
+            from seg.errors import ConfigError
+
+            raise ConfigError("augment.scale_min must not exceed augment.scale_max")
+        steps.append(
+            A.RandomResizedCrop(
+                size=(size, size),
+                scale=(section.scale_min, section.scale_max),
+                ratio=(1.0, 1.0),
+                p=section.scale_crop,
+            )
+        )
+    if section.hflip > 0:
+        steps.append(A.HorizontalFlip(p=section.hflip))
+    if section.vflip > 0:
+        steps.append(A.VerticalFlip(p=section.vflip))
+    if section.rot90 > 0:
+        steps.append(A.RandomRotate90(p=section.rot90))
+    if section.brightness_contrast > 0:
+        steps.append(
+            NormalisedBrightnessContrast(
+                section.brightness_limit, section.contrast_limit, p=section.brightness_contrast
+            )
+        )
+    if section.noise > 0:
+        steps.append(NormalisedGaussNoise(section.noise_std, p=section.noise))
+    if not steps:
+        return None
+    # mask_interpolation 0 = nearest: class ids and 255 are never blended.
+    return A.Compose(steps, mask_interpolation=0, seed=0)
+
+
+def apply_augment(
+    pipeline: A.Compose, image: np.ndarray, mask: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augment image (C, H, W) float32 and mask (H, W) together with a per-sample seed, so the
+    result depends only on (seed, window), not on worker count or resume point."""
+    pipeline.set_random_seed(seed)
+    out = pipeline(image=np.ascontiguousarray(image.transpose(1, 2, 0)), mask=mask)
+    img = out["image"]
+    if img.ndim == 2:  # a single band can come back as (H, W)
+        img = img[:, :, None]
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32), out["mask"]

@@ -1,0 +1,163 @@
+"""Torch datasets streaming windows from a seg window store (local or gs://).
+
+Nothing is loaded up front: the index is (scene, window) pairs, and each worker process opens
+its own store handle on first use (a handle opened in the parent is never shared across a fork).
+Images are normalised with the train split's band statistics to float32, then augmented with the
+mask (seg.augment); 255 stays "ignore".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from seg.augment import apply_augment, build_augment
+from seg.config import AugmentSection
+from seg.errors import StoreError
+from seg.store import Scene, WindowStore
+
+
+@dataclass
+class Normalisation:
+    mean: np.ndarray  # (C,) float32
+    std: np.ndarray  # (C,) float32, > 0
+
+    @classmethod
+    def from_store(cls, store: WindowStore, scene_ids: list[str]) -> Normalisation:
+        stats = store.band_stats(scene_ids)
+        std = np.where(stats.std > 1e-12, stats.std, 1.0)  # constant bands: avoid dividing by 0
+        return cls(stats.mean.astype(np.float32), std.astype(np.float32))
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """(C, H, W) any dtype -> float32 (C, H, W)."""
+        img = image.astype(np.float32)
+        return (img - self.mean[:, None, None]) / self.std[:, None, None]
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A 32-bit seed for one sample, from the run seed, epoch and position in the epoch."""
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
+
+
+class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Windows of `scene_ids`: item -> (image (C, S, S) float32, mask (S, S) int64).
+
+    Items are an index or `(index, seed)`; with a seed (from `EpochSampler`) the augmentation is
+    a function of the seed only, which makes resumed runs repeat the straight run exactly.
+    """
+
+    def __init__(
+        self,
+        store_path: str,
+        scene_ids: list[str],
+        norm: Normalisation,
+        augment: AugmentSection | None = None,
+        max_windows: int | None = None,
+        subsample_seed: int = 0,
+        store: WindowStore | None = None,
+    ) -> None:
+        self.store_path = store_path
+        self.scene_ids = list(scene_ids)
+        self.norm = norm
+        store = store or WindowStore.open(store_path)
+        self.size = int(store.settings["size"])
+        pairs: list[tuple[int, int]] = []
+        for k, sid in enumerate(self.scene_ids):
+            scene = store.scene(sid)
+            if scene.mask is None:
+                raise StoreError(
+                    f"scene {sid!r} in {store_path} has no labels;"
+                    " re-tile it with --labels to train on it"
+                )
+            pairs.extend((k, i) for i in range(len(scene)))
+        index = np.asarray(pairs, np.int64).reshape(-1, 2)
+        if max_windows is not None and len(index) > max_windows:
+            pick = np.random.default_rng(subsample_seed).choice(len(index), max_windows, False)
+            index = index[np.sort(pick)]
+        self.index = index  # (N, 2): scene number, window number
+        self.pipeline = build_augment(augment, self.size) if augment is not None else None
+        self._pid = -1
+        self._scenes: list[Scene] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_scenes"], state["_pid"] = [], -1  # workers open their own handles
+        return state
+
+    def _scene(self, k: int) -> Scene:
+        if self._pid != os.getpid():
+            store = WindowStore.open(self.store_path)
+            self._scenes = [store.scene(s) for s in self.scene_ids]
+            self._pid = os.getpid()
+        return self._scenes[k]
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw window i: image (C, S, S) store dtype, mask (S, S) uint8."""
+        k, w = (int(x) for x in self.index[i])
+        scene = self._scene(k)
+        mask = scene.mask
+        assert mask is not None
+        return np.asarray(scene.image[w]), np.asarray(mask[w])
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        raw, mask = self.read(int(i))
+        image = self.norm.apply(raw)
+        if self.pipeline is not None:
+            image, mask = apply_augment(self.pipeline, image, mask, seed if seed is not None else i)
+        return torch.from_numpy(image), torch.from_numpy(mask.astype(np.int64))
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Seeded shuffled order for one epoch and one DDP rank, yielding (index, sample seed).
+
+    Produces exactly `batches * batch_size` items (consecutive permutations when an epoch is
+    longer than the data), starting at batch `start_batch` so a resumed run skips what was done
+    without reading it.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        batches: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world: int = 1,
+        start_batch: int = 0,
+    ) -> None:
+        self.n, self.batch_size, self.batches = n, batch_size, batches
+        self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
+        self.start_batch = start_batch
+
+    def __len__(self) -> int:
+        return (self.batches - self.start_batch) * self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        need = self.batches * self.batch_size * self.world  # all ranks together
+        if self.n == 0:
+            return
+        orders: list[np.ndarray] = []
+        k = 0
+        while k * self.n < need:
+            rng = np.random.default_rng([self.seed, self.epoch, k])
+            orders.append(rng.permutation(self.n))
+            k += 1
+        order = np.concatenate(orders)[:need]
+        positions = np.arange(need)[self.rank :: self.world]  # this rank's share
+        first = self.start_batch * self.batch_size
+        for pos in positions[first:]:
+            yield int(order[pos]), sample_seed(self.seed, self.epoch, int(pos))
