@@ -106,7 +106,7 @@ def dump_yaml(cfg: BaseModel) -> str:
 
 from typing import Annotated, Literal  # noqa: E402
 
-from pydantic import Field  # noqa: E402
+from pydantic import Field, model_validator  # noqa: E402
 
 
 class DataSection(Section):
@@ -209,6 +209,51 @@ class EarlyStoppingSection(Section):
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+class Pix2PixSection(Section):
+    """`model.name: pix2pix`: the PatchGAN discriminator, the adversarial loss and its
+    stabilisers (seg.adversarial). Ignored by other models."""
+
+    # G loss = segmentation loss + lambda_adv x adversarial loss.
+    lambda_adv: Annotated[float, Field(ge=0.0)] = 0.1
+    gan_loss: Literal["vanilla", "lsgan", "hinge", "wgan-gp"] = "lsgan"
+    gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # wgan-gp only
+    # PatchGAN: d_layers stride-2 convs; 3 = 70x70 receptive field, 2 = 34x34, 4 = 142x142.
+    d_layers: Annotated[int, Field(ge=1, le=6)] = 3
+    d_channels: Annotated[int, Field(ge=8)] = 64
+    d_norm: Literal["none", "instance", "batch"] = "none"
+    spectral_norm: bool = True
+    # TTUR: D's own Adam LR and beta1 (G uses the optim section).
+    lr_d: Annotated[float, Field(gt=0.0)] = 2.0e-4
+    beta1_d: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    # Update ratio per batch: k D updates then one G update, or one D update then k G updates.
+    d_steps: Annotated[int, Field(ge=1, le=10)] = 1
+    g_steps: Annotated[int, Field(ge=1, le=10)] = 1
+    # One-sided label smoothing (1.0 = off); soft labels: real ~ U(real - w, real), fake ~ U(0, w)
+    # (both for vanilla/lsgan; hinge and wgan-gp use only the hard roles).
+    real_label: Annotated[float, Field(gt=0.5, le=1.0)] = 0.9
+    soft_label_width: Annotated[float, Field(ge=0.0, le=0.3)] = 0.0
+    # Std of Gaussian noise on D's inputs, annealed linearly to 0 over instance_noise_steps
+    # (None = the first half of training).
+    instance_noise: Annotated[float, Field(ge=0.0)] = 0.1
+    instance_noise_steps: Annotated[int | None, Field(ge=1)] = None
+    # Probability that a sample's real/fake labels are swapped in a D update.
+    flip_prob: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    # Warn when D's loss (above its floor) stays below this, or G predicts one class, for
+    # collapse_patience steps.
+    d_collapse_loss: Annotated[float, Field(ge=0.0)] = 0.02
+    collapse_patience: Annotated[int, Field(ge=1)] = 50
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Pix2PixSection:
+        if self.d_steps > 1 and self.g_steps > 1:
+            raise ValueError("set d_steps or g_steps above 1, not both (it is a ratio)")
+        if self.gan_loss == "wgan-gp" and self.d_norm == "batch":
+            raise ValueError(
+                "wgan-gp needs d_norm none or instance (batch norm breaks its penalty)"
+            )
+        return self
+
+
 class TrainConfig(Section):
     """The whole `seg train` experiment (configs/unet_mobilenetv2.yaml)."""
 
@@ -221,6 +266,7 @@ class TrainConfig(Section):
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     augment: AugmentSection = Field(default_factory=AugmentSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+    pix2pix: Pix2PixSection = Field(default_factory=Pix2PixSection)
 
 
 # --- seg tile --------------------------------------------------------------------------------

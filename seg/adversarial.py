@@ -1,0 +1,357 @@
+"""pix2pix training: the segmentation loss plus lambda x an adversarial loss from a PatchGAN.
+
+`AdversarialStep` is the `Step` (seg.steps) for `model.name: pix2pix`. Per batch, with the
+generator's softmax P and the one-hot truth T (ignore pixels zeroed in both, see
+seg.models.pix2pix):
+
+    1. D, `d_steps` times:  D loss on (image, T) as real and (image, P.detach()) as fake
+    2. G, `g_steps` times:  seg_loss(logits, mask) + lambda_adv x G adversarial loss on (image, P)
+
+Every stabiliser is a switch in the `pix2pix` config section (seg.config.Pix2PixSection):
+spectral norm in D, one-sided label smoothing, soft labels drawn from U(0, w), instance noise on
+D's inputs annealed linearly to zero, separate optimizers/LRs for G and D (TTUR), update ratios,
+randomly flipped labels. Randomness comes from torch's global RNG, which the loop saves and
+restores, so a resumed CPU run equals a straight one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from seg.losses import build_loss
+from seg.models.pix2pix import (
+    build_discriminator,
+    discriminator_term,
+    generator_term,
+    gradient_penalty,
+    one_hot,
+    patch_weights,
+)
+from seg.steps import Step, StepSpec, build_optimizer, build_scheduler, clip_and_norm
+
+if TYPE_CHECKING:
+    from seg.config import TrainConfig
+
+log = logging.getLogger(__name__)
+IGNORE = 255
+EMA = 0.05  # smoothing of the collapse monitors: ~20-step memory
+
+
+class AdversarialStep(Step):
+    """UNet-MobileNetV2 generator + PatchGAN discriminator, trained as a conditional GAN."""
+
+    def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
+        super().__init__(cfg, spec)
+        from seg.models.unet import build_unet
+
+        p = cfg.pix2pix
+        self.p = p
+        section = {
+            **cfg.model.model_dump(),
+            "in_channels": spec.in_channels,
+            "num_classes": spec.num_classes,
+        }
+        g = build_unet(section).to(spec.device)
+        d = build_discriminator(
+            spec.in_channels,
+            spec.num_classes,
+            base_channels=p.d_channels,
+            layers=p.d_layers,
+            norm=p.d_norm,
+            spectral_norm=p.spectral_norm,
+        ).to(spec.device)
+        if spec.channels_last:
+            g = g.to(memory_format=torch.channels_last)
+            d = d.to(memory_format=torch.channels_last)
+        self.g_net, self.d_net = g, d
+        self.g_model: nn.Module = spec.wrap(g)
+        self.d_model: nn.Module = spec.wrap(d)
+        self.g_forward: Any = torch.compile(self.g_model) if spec.compile else self.g_model
+        self.loss_fn = build_loss(cfg.loss, spec.num_classes, spec.device)
+        self.optimizer = build_optimizer(g.parameters(), cfg)
+        # TTUR: D has its own LR; beta1 0.5 is the usual GAN setting (Radford et al. 2015).
+        self.optimizer_d = torch.optim.Adam(d.parameters(), lr=p.lr_d, betas=(p.beta1_d, 0.999))
+        self.scheduler = build_scheduler(self.optimizer, cfg, spec.total_steps)
+        self.scheduler_d = build_scheduler(self.optimizer_d, cfg, spec.total_steps)
+        fp16 = spec.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(spec.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(spec.device.type, enabled=fp16)
+        self.noise_steps = p.instance_noise_steps or max(1, spec.total_steps // 2)
+        # Bookkeeping that checkpoints carry so a resumed run logs and anneals identically.
+        self.steps_done = 0
+        self.monitor = {"d_excess": math.nan, "d_warned": 0.0, "collapse_run": 0.0}
+
+    # --- the Step contract -----------------------------------------------------------------
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.g_net
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.d_net
+
+    def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        p = self.p
+        image = self._prepare(image)
+        valid = (mask != IGNORE).unsqueeze(1).float()  # (B, 1, H, W)
+        real = one_hot(mask, self.spec.num_classes)  # (B, K, H, W), zeros at ignore
+        cond = image * valid  # D never sees the image where the truth is unknown
+        sigma = p.instance_noise * max(0.0, 1.0 - self.steps_done / self.noise_steps)
+        stats: dict[str, float] = {"noise": sigma}
+
+        logits = self._generate(image)
+        for _ in range(p.d_steps):
+            fake = logits.detach().float().softmax(dim=1) * valid  # (B, K, H, W)
+            d_stats = self._d_update(cond, real, fake, valid, sigma)
+            if not math.isfinite(d_stats["d_loss"]):
+                return {"loss": math.nan, **d_stats}
+            stats.update(d_stats)
+
+        for i in range(p.g_steps):
+            if i > 0:
+                logits = self._generate(image)
+            g_stats = self._g_update(cond, logits, mask, valid, sigma)
+            stats.update(g_stats)
+            if not math.isfinite(g_stats["loss"]):
+                return stats
+        self._watch(stats, logits.detach(), mask)
+        self.steps_done += 1
+        return stats
+
+    @torch.no_grad()
+    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+        with self.spec.autocast():
+            logits = self.g_net(self._prepare(image))
+        return logits.float()
+
+    @torch.no_grad()
+    def eval_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> float:
+        return float(self.loss_fn(logits, mask))
+
+    def step_schedulers(self) -> None:
+        self.scheduler.step()
+        self.scheduler_d.step()
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train(self) -> None:
+        self.g_model.train()
+        self.d_model.train()
+
+    def eval(self) -> None:
+        self.g_model.eval()
+        self.d_model.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "state_dict": self.g_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "discriminator": self.d_net.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "scheduler_d": self.scheduler_d.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "adversarial": {"steps_done": self.steps_done, **self.monitor},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.g_net.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if "discriminator" not in state:
+            # A plain segmentation checkpoint: warm-start G, D starts fresh.
+            log.warning("checkpoint has no discriminator: starting D from scratch")
+            return
+        self.d_net.load_state_dict(state["discriminator"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.scheduler_d.load_state_dict(state["scheduler_d"])
+        if state.get("scaler_d"):
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        extra = dict(state.get("adversarial", {}))
+        self.steps_done = int(extra.pop("steps_done", 0))
+        self.monitor.update({k: float(v) for k, v in extra.items() if k in self.monitor})
+
+    # --- the two updates -------------------------------------------------------------------
+
+    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
+        if self.spec.channels_last:
+            return image.contiguous(memory_format=torch.channels_last)
+        return image
+
+    def _generate(self, image: torch.Tensor) -> torch.Tensor:
+        with self.spec.autocast():
+            return self.g_forward(image).float()
+
+    def _noisy(self, x: torch.Tensor, valid: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Instance noise (Sønderby et al. 2016): blurs the one-hot vs softmax giveaway early on."""
+        if sigma <= 0:
+            return x
+        return (x + sigma * torch.randn_like(x)) * valid
+
+    def _targets(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample D targets (B, 1, 1, 1) for the real and fake pairs."""
+        p = self.p
+        real = torch.full((batch, 1, 1, 1), p.real_label, device=device)
+        fake = torch.zeros((batch, 1, 1, 1), device=device)
+        if p.soft_label_width > 0:
+            real = real - p.soft_label_width * torch.rand_like(real)
+            fake = fake + p.soft_label_width * torch.rand_like(fake)
+        if p.flip_prob > 0:
+            flip = torch.rand_like(real) < p.flip_prob
+            real, fake = torch.where(flip, fake, real), torch.where(flip, real, fake)
+        return real, fake
+
+    def _d_update(
+        self,
+        cond: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        valid: torch.Tensor,
+        sigma: float,
+    ) -> dict[str, float]:
+        p = self.p
+        self.d_net.requires_grad_(True)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        t_real, t_fake = self._targets(cond.shape[0], cond.device)
+        with self.spec.autocast():
+            out_real = self.d_model(
+                self._noisy(cond, valid, sigma), self._noisy(real, valid, sigma)
+            )
+            out_fake = self.d_model(
+                self._noisy(cond, valid, sigma), self._noisy(fake, valid, sigma)
+            )
+        weights = patch_weights(valid, out_real.shape[-2:])  # (B, 1, h, w)
+        loss_real = discriminator_term(p.gan_loss, out_real, t_real, weights)
+        loss_fake = discriminator_term(p.gan_loss, out_fake, t_fake, weights)
+        loss = loss_real + loss_fake
+        stats = {"d_real": float(loss_real.detach()), "d_fake": float(loss_fake.detach())}
+        if p.gan_loss == "wgan-gp":
+            gp = gradient_penalty(self.d_net, cond, real, fake)
+            loss = loss + p.gp_weight * gp
+            stats["d_gp"] = float(gp.detach())
+        stats["d_loss"] = float(loss.detach())
+        if not math.isfinite(stats["d_loss"]):
+            return stats
+        self.scaler_d.scale(loss).backward()
+        self.scaler_d.unscale_(self.optimizer_d)
+        stats["grad_norm_d"] = clip_and_norm(self.d_net.parameters(), self.cfg.optim.grad_clip)
+        self.scaler_d.step(self.optimizer_d)
+        self.scaler_d.update()
+        stats["d_acc"] = self._accuracy(out_real.detach(), out_fake.detach(), weights)
+        stats["d_excess"] = self._excess(out_real.detach(), out_fake.detach(), t_real, t_fake)
+        return stats
+
+    def _g_update(
+        self,
+        cond: torch.Tensor,
+        logits: torch.Tensor,
+        mask: torch.Tensor,
+        valid: torch.Tensor,
+        sigma: float,
+    ) -> dict[str, float]:
+        p = self.p
+        seg = self.loss_fn(logits, mask)
+        # D is only a critic here: no gradients into its weights (and none to all-reduce).
+        self.d_net.requires_grad_(False)
+        fake = logits.softmax(dim=1) * valid
+        with self.spec.autocast():
+            out = self.d_net(self._noisy(cond, valid, sigma), self._noisy(fake, valid, sigma))
+        adv = generator_term(p.gan_loss, out, patch_weights(valid, out.shape[-2:]))
+        loss = seg + p.lambda_adv * adv
+        stats = {
+            "loss": float(loss.detach()),
+            "seg_loss": float(seg.detach()),
+            "g_adv": float(adv.detach()),
+        }
+        if not math.isfinite(stats["loss"]):
+            self.d_net.requires_grad_(True)
+            return stats
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        stats["grad_norm"] = clip_and_norm(self.g_net.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.d_net.requires_grad_(True)
+        return stats
+
+    # --- what gets logged and watched -------------------------------------------------------
+
+    def _accuracy(self, out_real: torch.Tensor, out_fake: torch.Tensor, w: torch.Tensor) -> float:
+        """Share of patches D classifies right (true roles, before any flip)."""
+        if self.p.gan_loss == "wgan-gp":
+            hits = (out_real > out_fake).float()  # a critic has no threshold: compare pairs
+            return float((hits * w).sum() / w.sum().clamp_min(1e-6))
+        thr = 0.5 if self.p.gan_loss == "lsgan" else 0.0
+        hits = (out_real.float() > thr).float() + (out_fake.float() <= thr).float()
+        return float((hits * w).sum() / (2 * w.sum()).clamp_min(1e-6))
+
+    def _excess(
+        self,
+        out_real: torch.Tensor,
+        out_fake: torch.Tensor,
+        t_real: torch.Tensor,
+        t_fake: torch.Tensor,
+    ) -> float:
+        """D's loss above the floor its targets allow (smoothed BCE never reaches 0): near 0
+        means D separates real from fake perfectly. NaN for WGAN, whose loss has no floor."""
+        kind = self.p.gan_loss
+        if kind == "wgan-gp":
+            return math.nan
+        total = 0.0
+        for out, t in ((out_real.float(), t_real), (out_fake.float(), t_fake)):
+            if kind == "vanilla":
+                t = t.expand_as(out)
+                ent = nn.functional.binary_cross_entropy(t, t, reduction="mean")
+                bce = nn.functional.binary_cross_entropy_with_logits(out, t)
+                total += float(bce - ent)
+            elif kind == "lsgan":
+                total += float((out - t).square().mean())
+            else:
+                total += float(torch.relu(1 - (t.round() * 2 - 1) * out).mean())
+        return total
+
+    def _watch(self, stats: dict[str, float], logits: torch.Tensor, mask: torch.Tensor) -> None:
+        """Warn (once per episode) when D wins outright or G predicts a single class."""
+        m, p = self.monitor, self.p
+        excess = stats.get("d_excess", math.nan)
+        if math.isfinite(excess):
+            prev = m["d_excess"]
+            m["d_excess"] = excess if not math.isfinite(prev) else (1 - EMA) * prev + EMA * excess
+            collapsed = self.steps_done >= p.collapse_patience and m["d_excess"] < p.d_collapse_loss
+            if collapsed and not m["d_warned"]:
+                log.warning(
+                    "step %d: discriminator loss collapsed towards zero (%.4f): D wins outright;"
+                    " try a lower pix2pix.lr_d, more instance_noise, flip_prob or spectral_norm",
+                    self.steps_done,
+                    m["d_excess"],
+                )
+            m["d_warned"] = float(collapsed)
+        valid = mask != IGNORE
+        pred = logits.argmax(dim=1)[valid]
+        truth = mask[valid]
+        if pred.numel() == 0:
+            return
+        k = self.spec.num_classes
+        top_pred = float(torch.bincount(pred, minlength=k).max()) / pred.numel()
+        top_truth = float(torch.bincount(truth.long(), minlength=k).max()) / truth.numel()
+        stats["pred_top_class"] = top_pred
+        one_class = top_pred > 0.995 and top_truth < 0.95
+        m["collapse_run"] = m["collapse_run"] + 1 if one_class else 0.0
+        if m["collapse_run"] == p.collapse_patience:
+            log.warning(
+                "step %d: the generator has predicted a single class for %d steps although the"
+                " truth has several; try a lower pix2pix.lambda_adv",
+                self.steps_done,
+                p.collapse_patience,
+            )

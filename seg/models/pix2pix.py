@@ -1,0 +1,179 @@
+"""The pix2pix discriminator: a PatchGAN that judges (image, mask) pairs, patch by patch.
+
+The pix2pix generator is the UNet-MobileNetV2 from `seg.models.build_model` (so a pix2pix
+checkpoint predicts like any other); this module only adds what training needs on top of it.
+
+The discriminator sees the image bands concatenated with K class channels: the one-hot truth for
+real pairs, the generator's softmax for fake ones. Each output logit judges one ~70x70 patch
+(Isola et al. 2017, `layers=3`). Pixels labelled 255 (ignore) are zeroed in both inputs, and each
+patch's loss is weighted by its share of valid pixels (`patch_weights`), so no-data never
+teaches the discriminator anything.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE = 255
+Norm = Literal["none", "instance", "batch"]
+
+
+def _conv(in_ch: int, out_ch: int, stride: int, spectral: bool) -> nn.Module:
+    conv = nn.Conv2d(in_ch, out_ch, kernel_size=4, stride=stride, padding=1)
+    return nn.utils.spectral_norm(conv) if spectral else conv
+
+
+def _norm(kind: Norm, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        # affine=True: a plain InstanceNorm would erase per-patch contrast that D needs.
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
+class PatchDiscriminator(nn.Module):
+    """(B, C + K, H, W) -> patch logits (B, 1, h, w), one per receptive field.
+
+    `layers` stride-2 convolutions (the first without normalisation) then two stride-1 ones,
+    all 4x4: layers=3 gives the 70x70 PatchGAN of pix2pix, layers=2 34x34, layers=4 142x142.
+    Spectral normalisation bounds each layer's Lipschitz constant, the main reason D does not
+    overpower G here; it is on by default.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        base_channels: int = 64,
+        layers: int = 3,
+        norm: Norm = "none",
+        spectral_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or layers < 1 or base_channels < 1:
+            raise ValueError("in_channels, layers and base_channels must be positive")
+        self.in_channels = in_channels
+        self.layers = layers
+        blocks: list[nn.Module] = [
+            _conv(in_channels, base_channels, 2, spectral_norm),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        ch = base_channels
+        for i in range(1, layers + 1):
+            # Widths 64, 128, 256, 512 (capped at 8x base); the last of these convs has stride 1.
+            out = base_channels * min(2**i, 8)
+            stride = 2 if i < layers else 1
+            blocks += [_conv(ch, out, stride, spectral_norm), _norm(norm, out)]
+            blocks.append(nn.LeakyReLU(0.2, inplace=True))
+            ch = out
+        blocks.append(_conv(ch, 1, 1, spectral_norm))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """image (B, C, H, W) normalised bands, mask (B, K, H, W) class probabilities."""
+        return self.net(torch.cat([image, mask], dim=1))
+
+
+def receptive_field(layers: int) -> int:
+    """Side in pixels of the input patch behind one output logit of `PatchDiscriminator`.
+
+    Walk back from one output pixel: each 4x4 conv adds (4 - 1) * (product of earlier strides).
+    """
+    strides = [2] * layers + [1, 1]  # `layers` stride-2 convs, then two stride-1 ones
+    field, jump = 1, 1
+    for s in strides:
+        field += 3 * jump
+        jump *= s
+    return field
+
+
+def one_hot(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Integer mask (B, H, W), 255 = ignore -> float one-hot (B, K, H, W), zeros at ignore."""
+    valid = mask != IGNORE
+    hot = F.one_hot(torch.where(valid, mask, 0).long(), num_classes)  # (B, H, W, K)
+    return hot.permute(0, 3, 1, 2).float() * valid.unsqueeze(1)
+
+
+def patch_weights(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Valid-pixel mask (B, 1, H, W) -> (B, 1, h, w): each patch's share of valid pixels.
+
+    Area pooling to the discriminator's output grid approximates each patch's footprint; a patch
+    over no-data only gets weight 0 and drops out of the loss.
+    """
+    return F.adaptive_avg_pool2d(valid.float(), size)
+
+
+def build_discriminator(
+    in_channels: int,
+    num_classes: int,
+    *,
+    base_channels: int = 64,
+    layers: int = 3,
+    norm: Norm = "none",
+    spectral_norm: bool = True,
+) -> PatchDiscriminator:
+    """The discriminator for `in_channels` image bands and `num_classes` mask channels."""
+    return PatchDiscriminator(
+        in_channels + num_classes,
+        base_channels=base_channels,
+        layers=layers,
+        norm=norm,
+        spectral_norm=spectral_norm,
+    )
+
+
+# --- adversarial losses ------------------------------------------------------------------------
+# Each D input carries a per-sample target y in [0, 1] (1 = "real"; soft, smoothed or flipped by
+# the step) and, for the margin losses, the sign r = +1 (real) / -1 (fake) of its hard role.
+# Every loss is a mean over patches weighted by `patch_weights`, so no-data patches drop out.
+
+GanLoss = Literal["vanilla", "lsgan", "hinge", "wgan-gp"]
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of per-patch `values` (B, 1, h, w) under `weights` of the same shape."""
+    return (values * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+def discriminator_term(
+    kind: GanLoss, out: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """D's loss on one set of pairs: `out` patch logits (B, 1, h, w), `target` (B, 1, 1, 1)."""
+    out = out.float()
+    if kind == "vanilla":
+        values = F.binary_cross_entropy_with_logits(out, target.expand_as(out), reduction="none")
+    elif kind == "lsgan":
+        values = (out - target).square()
+    else:
+        sign = target.round() * 2 - 1  # soft targets collapse to their hard role: +1 / -1
+        values = F.relu(1 - sign * out) if kind == "hinge" else -sign * out
+    return weighted_mean(values, weights)
+
+
+def generator_term(kind: GanLoss, out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """G's adversarial loss on fake pairs: the non-saturating form of each loss."""
+    out = out.float()
+    if kind == "vanilla":
+        values = F.binary_cross_entropy_with_logits(out, torch.ones_like(out), reduction="none")
+    elif kind == "lsgan":
+        values = (out - 1).square()
+    else:
+        values = -out  # hinge and WGAN: G raises D's score on its pairs
+    return weighted_mean(values, weights)
+
+
+def gradient_penalty(
+    disc: nn.Module, image: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 at random interpolates of the
+    real and fake masks (the image, shared by both pairs, stays as it is)."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)  # (B, K, H, W)
+    out = disc(image, mixed).float()
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).square().mean()

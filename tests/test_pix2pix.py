@@ -1,0 +1,174 @@
+"""pix2pix: PatchGAN shapes, the adversarial step, its stabilisers, resume and config errors."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+import torch
+
+from seg.adversarial import AdversarialStep
+from seg.config import TrainConfig, validate_dict
+from seg.errors import ConfigError
+from seg.models import build_model
+from seg.models.pix2pix import (
+    build_discriminator,
+    discriminator_term,
+    one_hot,
+    patch_weights,
+    receptive_field,
+)
+from seg.steps import StepSpec, build_step
+
+
+def make_step(overrides: dict[str, Any] | None = None, bands: int = 3, classes: int = 2) -> Any:
+    torch.manual_seed(0)
+    cfg = validate_dict(
+        TrainConfig,
+        {"model": {"name": "pix2pix"}, "pix2pix": overrides or {}},
+        "test",
+    )
+    spec = StepSpec(
+        in_channels=bands, num_classes=classes, device=torch.device("cpu"), total_steps=20
+    )
+    return build_step(cfg, spec)
+
+
+def batch(bands: int = 3, classes: int = 2, size: int = 64, seed: int = 1) -> Any:
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(2, bands, size, size, generator=g)
+    mask = torch.randint(0, classes, (2, size, size), generator=g)
+    mask[:, :5, :] = 255  # a no-data strip
+    return image, mask
+
+
+def params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.state_dict().values()]
+
+
+@pytest.mark.parametrize(("bands", "classes"), [(1, 2), (3, 2), (4, 5), (10, 3)])
+def test_both_networks_shapes(bands: int, classes: int) -> None:
+    torch.set_num_threads(1)
+    gen = build_model({"name": "pix2pix", "in_channels": bands, "num_classes": classes})
+    disc = build_discriminator(bands, classes)
+    image = torch.randn(2, bands, 64, 96)
+    logits = gen(image)
+    assert logits.shape == (2, classes, 64, 96)
+    out = disc(image, logits.softmax(dim=1))
+    # three stride-2 convs then two 4x4 stride-1 ones (padding 1): 64 -> 8 -> 6, 96 -> 12 -> 10
+    assert out.shape == (2, 1, 6, 10)
+
+
+def test_patchgan_receptive_field_is_70() -> None:
+    assert receptive_field(3) == 70
+    assert receptive_field(2) == 34
+    # Measured: the gradient of one output logit touches exactly a 70x70 input patch.
+    disc = build_discriminator(1, 2, spectral_norm=False)
+    image = torch.zeros(1, 1, 128, 128, requires_grad=True)
+    out = disc(image, torch.zeros(1, 2, 128, 128))
+    out[0, 0, 7, 7].backward()
+    assert image.grad is not None
+    rows = image.grad[0, 0].abs().sum(dim=1).nonzero()
+    assert int(rows.max() - rows.min() + 1) == 70
+
+
+def test_ignore_pixels_drop_out() -> None:
+    mask = torch.tensor([[[0, 1], [255, 1]]])
+    hot = one_hot(mask, 3)
+    assert hot.shape == (1, 3, 2, 2)
+    assert hot[0, :, 1, 0].sum() == 0 and hot[0, 1, 0, 1] == 1
+    valid = torch.ones(1, 1, 64, 64)
+    valid[..., :32] = 0  # left half is no-data
+    w = patch_weights(valid, (4, 4))
+    assert torch.all(w[..., :2] == 0) and torch.all(w[..., 2:] == 1)
+    # Whatever D says on no-data patches does not count.
+    out = torch.zeros(1, 1, 4, 4)
+    out[..., :2] = 100.0
+    target = torch.ones(1, 1, 1, 1)
+    base = discriminator_term("lsgan", torch.zeros(1, 1, 4, 4), target, w)
+    assert torch.equal(discriminator_term("lsgan", out, target, w), base)
+
+
+@pytest.mark.parametrize("gan_loss", ["vanilla", "lsgan", "hinge", "wgan-gp"])
+def test_steps_change_both_networks(gan_loss: str) -> None:
+    torch.set_num_threads(1)
+    step = make_step({"gan_loss": gan_loss, "flip_prob": 0.2, "soft_label_width": 0.1})
+    assert isinstance(step, AdversarialStep)
+    g0, d0 = params(step.generator), params(step.discriminator)
+    image, mask = batch()
+    for _ in range(2):
+        stats = step.train_step(image, mask)
+        step.step_schedulers()
+    for key in ("loss", "seg_loss", "g_adv", "d_real", "d_fake", "d_loss", "d_acc", "noise"):
+        assert key in stats and stats[key] == stats[key], key  # present and not NaN
+    assert 0.0 <= stats["d_acc"] <= 1.0
+    assert any(not torch.equal(a, b) for a, b in zip(g0, params(step.generator), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, params(step.discriminator), strict=True))
+
+
+def test_update_ratio_and_ttur() -> None:
+    torch.set_num_threads(1)
+    step = make_step({"d_steps": 3, "lr_d": 5e-4})
+    # TTUR: each optimizer has its own base LR (the schedulers scale both the same way).
+    assert step.optimizer_d.param_groups[0]["initial_lr"] == 5e-4
+    assert step.optimizer.param_groups[0]["initial_lr"] == step.cfg.optim.lr != 5e-4
+    image, mask = batch()
+    step.train_step(image, mask)
+    # Adam's step counter: three D updates and one G update for this batch.
+    d_state = next(iter(step.optimizer_d.state.values()))
+    g_state = next(iter(step.optimizer.state.values()))
+    assert int(d_state["step"]) == 3 and int(g_state["step"]) == 1
+
+
+def test_instance_noise_anneals_to_zero() -> None:
+    step = make_step({"instance_noise": 0.2, "instance_noise_steps": 2, "lambda_adv": 0.0})
+    image, mask = batch(size=32)
+    noises = [step.train_step(image, mask)["noise"] for _ in range(3)]
+    assert noises == pytest.approx([0.2, 0.1, 0.0])
+
+
+def run(step: Any, n: int, seed: int = 5) -> None:
+    for i in range(n):
+        image, mask = batch(seed=seed + i, size=32)
+        step.train_step(image, mask)
+        step.step_schedulers()
+
+
+def test_state_round_trip_resumes_identically() -> None:
+    torch.set_num_threads(1)
+    settings = {"flip_prob": 0.3, "soft_label_width": 0.1, "instance_noise_steps": 3}
+    straight = make_step(settings)
+    run(straight, 4)
+
+    first = make_step(settings)
+    run(first, 2)
+    buf = io.BytesIO()
+    torch.save({**first.state_dict(), "rng": torch.get_rng_state()}, buf)
+    state = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+    assert {"discriminator", "optimizer_d", "scheduler_d", "state_dict"} <= set(state)
+    resumed = make_step(settings)  # fresh weights, then the checkpoint
+    resumed.load_state_dict(state)
+    torch.set_rng_state(state["rng"])
+    run(resumed, 2, seed=7)
+
+    for net in ("generator", "discriminator"):
+        a, b = getattr(straight, net).state_dict(), getattr(resumed, net).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), net
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"lambda_adv": -1}, "pix2pix.lambda_adv"),
+        ({"gan_loss": "wgan"}, "pix2pix.gan_loss"),
+        ({"d_steps": 2, "g_steps": 2}, "not both"),
+        ({"gan_loss": "wgan-gp", "d_norm": "batch"}, "batch norm"),
+        ({"real_label": 0.3}, "pix2pix.real_label"),
+        ({"lamda_adv": 0.1}, "unknown key 'pix2pix.lamda_adv'"),
+    ],
+)
+def test_bad_settings_are_config_errors(settings: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")) as err:
+        validate_dict(TrainConfig, {"model": {"name": "pix2pix"}, "pix2pix": settings}, "x.yaml")
+    assert "\n" not in str(err.value)
