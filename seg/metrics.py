@@ -73,3 +73,55 @@ class ConfusionMatrix:
 
     def compute(self) -> dict[str, Any]:
         return scores(self.cm, self.class_names)
+
+
+# --- boundary F1: how well predicted outlines follow the true ones --------------------------
+
+
+def _shift_any(a: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of a (H, W) bool array by a (2r+1)x(2r+1) square (Chebyshev radius r)."""
+    out = a.copy()
+    for _ in range(radius):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+        out = grown
+    return out
+
+
+def boundary(region: np.ndarray) -> np.ndarray:
+    """Pixels of a (H, W) bool region with a 4-neighbour outside it (the image edge is not one)."""
+    inner = region.copy()
+    inner[1:] &= region[:-1]
+    inner[:-1] &= region[1:]
+    inner[:, 1:] &= region[:, :-1]
+    inner[:, :-1] &= region[:, 1:]
+    return region & ~inner
+
+
+def boundary_counts(
+    pred: np.ndarray, truth: np.ndarray, cls: int, tolerance: int = 2
+) -> np.ndarray:
+    """[pred boundary px near a true one, pred boundary px, true boundary px near a predicted
+    one, true boundary px] for class `cls`; (H, W) masks, truth 255 = ignore (left out).
+    Sum these over scenes, then `boundary_f1`."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    keep = truth != IGNORE
+    b_pred = boundary(pred == cls) & keep
+    b_true = boundary(truth == cls) & keep
+    near_true = _shift_any(b_true, tolerance)
+    near_pred = _shift_any(b_pred, tolerance)
+    return np.array(
+        [(b_pred & near_true).sum(), b_pred.sum(), (b_true & near_pred).sum(), b_true.sum()],
+        np.int64,
+    )
+
+
+def boundary_f1(counts: np.ndarray) -> float:
+    """F1 of boundary precision and recall from summed `boundary_counts` (Csurka et al. 2013)."""
+    hit_p, n_p, hit_t, n_t = (float(x) for x in counts)
+    precision = hit_p / n_p if n_p else 0.0
+    recall = hit_t / n_t if n_t else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
