@@ -37,8 +37,9 @@ def storage_options(path: str) -> dict[str, Any]:
 
 def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem for `path` and the path as that filesystem names it."""
-    fs, _, paths = fsspec.get_fs_token_paths(str(path), storage_options=storage_options(path))
-    return fs, paths[0]
+    # url_to_fs, not get_fs_token_paths: the latter expands a glob to its first match.
+    fs, p = fsspec.core.url_to_fs(str(path), **storage_options(path))
+    return fs, p
 
 
 def join(base: str, *parts: str) -> str:
