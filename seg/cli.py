@@ -115,6 +115,163 @@ def sample_command(
     typer.echo(f"next: seg tile {out_dir} --labels {out_dir} --out dataset.zarr")
 
 
+@app.command("predict")
+def predict_command(
+    scenes: list[str] = typer.Argument(
+        None, help="GeoTIFF scenes: files, folders, globs or gs:// URLs.", show_default=False
+    ),
+    checkpoint: str = typer.Option(
+        ..., "--checkpoint", "-k", help="Checkpoint from `seg train` (local or gs://)."
+    ),
+    out: str = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="A .tif for one scene, else a folder of <scene>_mask.tif files;"
+        " with --store, a predictions zarr.",
+    ),
+    store: str | None = typer.Option(
+        None, "--store", help="Predict the windows of a `seg tile` store (then `seg stitch`)."
+    ),
+    split: str | None = typer.Option(None, help="With --store: only this split's scenes."),
+    overlap: int | None = typer.Option(
+        None, help="Pixels shared by neighbouring windows [window size / 4]."
+    ),
+    batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
+    tta: bool = typer.Option(False, "--tta", help="Average flips and a quarter turn (4x slower)."),
+    probabilities: bool = typer.Option(
+        False, "--probabilities", help="Also write <mask>_probs.tif, one band per class."
+    ),
+    prob_dtype: str = typer.Option("uint8", help="uint8 (scaled by 254) or float16."),
+    vector: str | None = typer.Option(
+        None,
+        help="Also write class polygons: a .geojson/.gpkg file (one scene), or geojson|gpkg"
+        " for one file next to each mask.",
+    ),
+    bands: str | None = typer.Option(
+        None, help="1-based scene bands to feed the model, e.g. 4,3,2 [checkpoint's]."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 on CPUs that have it, fp16 on GPU), fp32, bf16 or fp16."
+    ),
+    pixel_space: bool = typer.Option(
+        False, "--pixel-space", help="Predict rasters without a georeference (nor has the output)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose outputs exist."),
+    shard_index: int | None = typer.Option(
+        None, help="This machine's share of the scenes [$BATCH_TASK_INDEX].", show_default=False
+    ),
+    shard_count: int | None = typer.Option(
+        None, help="How many machines share the scenes [$BATCH_TASK_COUNT].", show_default=False
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Segment scenes with a trained checkpoint: masks on exactly each scene's grid (COG).
+
+    Example: seg predict scene.tif -k runs/exp1/best.pt --out scene_mask.tif --vector geojson
+    """
+    from seg.predict import predict_scenes
+
+    summary = predict_scenes(
+        scenes or [],
+        checkpoint,
+        out,
+        store=store,
+        split=split,
+        overlap=overlap,
+        batch_size=batch_size,
+        tta=tta,
+        probabilities=prob_dtype if probabilities else None,
+        vector=vector,
+        bands=bands,
+        device=device,
+        precision=precision,
+        pixel_space=pixel_space,
+        overwrite=overwrite,
+        shard_index=shard_index if shard_index is not None else shard_default("BATCH_TASK_INDEX"),
+        shard_count=shard_count if shard_count is not None else shard_default("BATCH_TASK_COUNT"),
+        progress=not quiet,
+    )
+    typer.echo(f"predicted: {summary.line()}")
+
+
+@app.command("stitch")
+def stitch_command(
+    predictions: str = typer.Argument(..., help="Predictions zarr from `seg predict --store`."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Folder for one <scene>_mask.tif per scene (local or gs://)."
+    ),
+    probabilities: bool = typer.Option(
+        False, "--probabilities", help="Also write <mask>_probs.tif."
+    ),
+    prob_dtype: str = typer.Option("uint8", help="uint8 (scaled by 254) or float16."),
+    vector: str | None = typer.Option(
+        None, help="Also write class polygons next to each mask: geojson or gpkg."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose outputs exist."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Blend stored per-window predictions into one mask GeoTIFF per scene, on its own grid."""
+    from seg.predictions import stitch_predictions
+
+    summary = stitch_predictions(
+        predictions,
+        out,
+        probabilities=prob_dtype if probabilities else None,
+        vector=vector,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    typer.echo(f"stitched: {summary.line()}")
+
+
+@app.command("eval")
+def eval_command(
+    prediction: str = typer.Argument(..., help="Mask GeoTIFF from `seg predict`."),
+    truth: str = typer.Argument(
+        ..., help="Truth: a label raster on the same grid, or a GeoJSON/GeoPackage."
+    ),
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for report.json, report.md and overlay.png [next to the prediction].",
+    ),
+    image: str | None = typer.Option(
+        None, help="Scene for the overlay's first panel [the mask's source]."
+    ),
+    window_size: int | None = typer.Option(
+        None, help="Window size used to predict [from the mask's tags]."
+    ),
+    overlap: int | None = typer.Option(
+        None, help="Window overlap used to predict [from the mask's tags]."
+    ),
+    border: int = typer.Option(8, min=1, help="Width of the band along internal window borders."),
+    label_attr: str | None = typer.Option(
+        None, help="Vector truth: attribute holding class ids or names [class 1]."
+    ),
+    label_crs: str | None = typer.Option(
+        None, help="Vector truth: its CRS when the file names none [EPSG:4326]."
+    ),
+) -> None:
+    """Score a predicted mask against truth: IoU/F1/precision/recall, seams, overlay PNG."""
+    from seg.evaluate import evaluate
+
+    report = evaluate(
+        prediction,
+        truth,
+        out=out,
+        image=image,
+        window_size=window_size,
+        overlap=overlap,
+        border=border,
+        label_attr=label_attr,
+        label_crs=label_crs,
+    )
+    typer.echo(report.markdown)
+    typer.echo(f"wrote {', '.join(report.files)}")
+
 
 def main() -> None:
     try:
