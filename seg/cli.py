@@ -34,6 +34,7 @@ def shard_default(name: str) -> int | None:
 
 # --- commands are added below, one function per command, each calling one library function ---
 
+
 @app.command("tile")
 def tile_command(
     scenes: list[str] = typer.Argument(
@@ -271,6 +272,83 @@ def eval_command(
     )
     typer.echo(report.markdown)
     typer.echo(f"wrote {', '.join(report.files)}")
+
+
+@app.command("train")
+def train_command(
+    config: str = typer.Option(
+        ..., "--config", "-c", help="Experiment YAML (configs/unet_mobilenetv2.yaml)."
+    ),
+    data: str = typer.Option(
+        ..., "--data", "-d", help="Window store from `seg tile` (local or gs://)."
+    ),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Run folder for checkpoints and logs (local or gs://)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config key, e.g. --set train.epochs=3."
+    ),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="'auto': continue from the newest complete checkpoint in --out; or a checkpoint.",
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPU indices, e.g. 0 or 0,1 (one per torchrun process)."
+    ),
+) -> None:
+    """Train a segmentation model on a window store; resumable, exit 75 when preempted.
+
+    Example: seg train --config configs/unet_mobilenetv2.yaml --data ds.zarr --out runs/exp1
+    Several GPUs: torchrun --nproc-per-node 2 -m seg train ... --gpus 0,1
+    """
+    from seg.train import run_training
+
+    result = run_training(config, data, out, list(set_), resume, gpus)
+    best = f"{result.best:.4f}" if result.best is not None else "n/a"
+    typer.echo(
+        f"trained: {result.epoch} epochs, {result.step} steps ({result.reason});"
+        f" best {result.metric} {best}; checkpoints in {result.run_dir}"
+    )
+
+
+queue_app = typer.Typer(
+    help="Queue seg jobs (tile/train/predict, sweeps) on a Dask cluster or this machine.",
+    no_args_is_help=True,
+)
+app.add_typer(queue_app, name="queue")
+
+
+@queue_app.command("submit")
+def queue_submit_command(
+    jobs: str = typer.Argument(..., help="JOBS.yaml: jobs (seg commands) and sweeps (grids)."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler, e.g. tcp://host:8786; default: this machine."
+    ),
+    runs: str | None = typer.Option(
+        None, "--runs", help="Folder for job state, logs and runs (local or gs://); default 'runs'."
+    ),
+    detach: bool = typer.Option(False, "--detach", help="Queue and exit (needs --scheduler)."),
+) -> None:
+    """Run the jobs of JOBS.yaml, retrying preempted ones; sweeps end with a leaderboard.
+
+    Example: seg queue submit night.yaml --scheduler tcp://gpu-box:8786 --runs gs://b/runs/n1
+    """
+    from seg.queue import submit_jobs
+
+    states = submit_jobs(jobs, scheduler, runs, detach)
+    if states:
+        typer.echo(f"all {len(states)} jobs done")
+
+
+@queue_app.command("status")
+def queue_status_command(
+    runs: str = typer.Option("runs", "--runs", help="The runs folder given to `seg queue submit`."),
+) -> None:
+    """Each job's state, attempts, progress and best metric; sweep leaderboards."""
+    from seg.jobstate import show_status
+
+    show_status(runs)
 
 
 def main() -> None:

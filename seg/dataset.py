@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from seg.augment import apply_augment, build_augment
-from seg.config import AugmentSection
-from seg.errors import StoreError
+from seg.config import AugmentSection, DataSection
+from seg.errors import ConfigError, StoreError
 from seg.store import Scene, WindowStore
 
 
@@ -161,3 +161,25 @@ class EpochSampler(Sampler[tuple[int, int]]):
         first = self.start_batch * self.batch_size
         for pos in positions[first:]:
             yield int(order[pos]), sample_seed(self.seed, self.epoch, int(pos))
+
+
+def open_data(data: str, cfg: DataSection) -> tuple[WindowStore, list[str], list[str]]:
+    """The store and its train and val scene ids (by the store's scene splits); clear
+    errors for a wrong store, classes that disagree, or an empty split."""
+    store = WindowStore.open(data)
+    if cfg.classes is not None and cfg.classes != store.classes:
+        raise ConfigError(
+            f"data.classes {cfg.classes} disagree with the store's classes {store.classes};"
+            " fix the config or re-tile with the intended classes"
+        )
+    if not store.classes:
+        raise StoreError(f"{data} has no class names; tile it with labels to train on it")
+    ids = {}
+    for split in (cfg.train_split, cfg.val_split):
+        ids[split] = store.scene_ids(split)
+        if not ids[split]:
+            raise StoreError(
+                f"split {split!r} of {data} has no finished scenes (splits: {store.splits});"
+                " tile scenes into it or choose the split with data.train_split/data.val_split"
+            )
+    return store, ids[cfg.train_split], ids[cfg.val_split]

@@ -57,6 +57,16 @@ class StepSpec:
 
         return DistributedDataParallel(module, device_ids=self.device_ids)
 
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """True when `loss` is finite on every DDP rank. Call it before backward: a rank that
+        skipped backward while the others ran it would hang DDP's gradient all-reduce."""
+        ok = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item() > 0)
+
     def autocast(self) -> Any:
         """Autocast context for forward passes (a no-op for fp32)."""
         return torch.autocast(
@@ -225,8 +235,9 @@ class SegmentationStep(Step):
         with self.spec.autocast():
             logits = self.forward(self._prepare(image))
         loss = self.loss_fn(logits.float(), mask)
-        if not torch.isfinite(loss):
-            return {"loss": float(loss)}
+        if not self.spec.all_finite(loss):
+            value = float(loss.detach())
+            return {"loss": value if not math.isfinite(value) else math.nan}
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = clip_and_norm(self.net.parameters(), self.cfg.optim.grad_clip)

@@ -1,0 +1,357 @@
+"""`seg train`: the training loop over a window store, for any `Step` (seg.steps).
+
+The loop owns what every model shares: data, resume, checkpoints (last / best / every N, with
+`latest.json` moved only after a file is complete), SIGTERM/SIGINT (checkpoint, then exit 75),
+NaN guard, validation, early stopping, logging and DDP. Per-batch work belongs to the step.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from seg import checkpoint as ckpt
+from seg import fs as segfs
+from seg import runtime
+from seg.config import TrainConfig, dump_yaml, load_config
+from seg.dataset import EpochSampler, Normalisation, WindowDataset, open_data
+from seg.errors import CheckpointError, ConfigError, ResourceError, SegError
+from seg.logbook import Logbook, ProgressBar
+from seg.steps import Step, StepSpec, build_step
+from seg.validation import EarlyStopping, Validator, check_metric_name, metric_value
+
+EXIT_PREEMPTED = 75
+
+
+class Preempted(SegError):
+    """SIGTERM/SIGINT: a checkpoint was saved; exit 75 tells a scheduler to retry."""
+
+    exit_code = EXIT_PREEMPTED
+
+
+class Diverged(SegError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    epoch: int
+    step: int
+    best: float | None
+    metric: str
+    reason: str
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: str, out: str, resume: str | None, gpus: str | None):
+        gpu_list = runtime.parse_gpus(gpus)
+        self.ddp = runtime.init_distributed(runtime.wants_cuda(cfg.train, gpu_list))
+        self.cfg, self.out = cfg, out
+        store, train_ids, val_ids = open_data(data, cfg.data)
+        self.classes = store.classes
+        check_metric_name(cfg.early_stopping.metric, self.classes)
+        if self.ddp.is_main:
+            runtime.check_writable(out)
+        self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
+        self.resume_from = self._find_resume(resume)
+        resume_path, state = self.resume_from or ("", None)
+        first = store.scene(train_ids[0])
+        bands, size = int(first.image.shape[1]), int(store.settings["size"])
+        self.bands, self.size = bands, size
+        amp = runtime.amp_dtype(cfg.train, self.device)
+        need = runtime.estimate_gpu_bytes(cfg.data.batch_size, bands, size, amp is not None)
+        runtime.check_gpu(self.device, need, cfg.train.max_gpu_busy_fraction)
+        runtime.check_host_ram(cfg.data.batch_size, bands, size, cfg.data.num_workers)
+        runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
+        if state:
+            ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
+            stats = state["band_stats"]
+            self.norm = Normalisation(
+                np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
+            )
+        else:
+            self.norm = Normalisation.from_store(store, train_ids)
+        d = cfg.data
+        self.train_set = WindowDataset(
+            data, train_ids, self.norm, cfg.augment, d.max_train_windows, cfg.train.seed, store
+        )
+        val_set = WindowDataset(data, val_ids, self.norm, None, None, 0, store)
+        if d.max_val_windows and len(val_set) > d.max_val_windows:
+            keep = torch.linspace(0, len(val_set) - 1, d.max_val_windows).round().long().numpy()
+            val_set.index = val_set.index[keep]
+        per_rank = len(self.train_set) // (d.batch_size * self.ddp.world)
+        self.steps_per_epoch = cfg.train.steps_per_epoch or max(1, per_rank)
+        total = cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.train.max_steps or total)
+        spec = StepSpec(
+            in_channels=bands,
+            num_classes=len(self.classes),
+            device=self.device,
+            amp_dtype=amp,
+            channels_last=cfg.train.channels_last,
+            compile=cfg.train.compile,
+            total_steps=self.total_steps,
+            distributed=self.ddp.enabled,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+        )
+        self.step: Step = build_step(cfg, spec)
+        if cfg.model.encoder_weights and not state:
+            from seg.models.unet import load_encoder_weights
+
+            load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
+        self.validator = Validator(
+            val_set,
+            d.val_batch_size or d.batch_size,
+            d.num_workers,
+            self.device,
+            self.ddp,
+            self.classes,
+            cfg.train.preview_windows,
+        )
+        self.stopping = EarlyStopping(cfg.early_stopping)
+        self.epoch = self.global_step = self.batch_in_epoch = 0
+        if state:
+            self.step.load_state_dict(state)
+            self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
+            self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
+            self.stopping.load_state_dict(state.get("early_stopping", {}))
+            ckpt.set_rng_state(state["rng"])
+        self.signal: str | None = None
+
+    def _find_resume(self, resume: str | None) -> tuple[str, dict[str, Any]] | None:
+        if resume == "auto":
+            return ckpt.find_resume(self.out)
+        if resume:
+            return resume, ckpt.load_checkpoint(resume)
+        if ckpt.has_run(self.out):
+            raise ConfigError(
+                f"{self.out} already holds a training run; continue it with --resume auto,"
+                " or choose another --out"
+            )
+        return None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": {
+                **self.cfg.model.model_dump(),
+                "in_channels": self.bands,
+                "num_classes": len(self.classes),
+            },
+            "class_names": self.classes,
+            "bands": list(range(1, self.bands + 1)),
+            "band_stats": self.norm.to_json(),
+            "size": self.size,
+            "config": self.cfg.model_dump(mode="json"),
+            **self.step.state_dict(),
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "batch_in_epoch": self.batch_in_epoch,
+            "rng": ckpt.rng_state(),
+            "early_stopping": self.stopping.state_dict(),
+        }
+
+    def save(self, *names: str) -> None:
+        """Save on rank 0: periodic snapshots first, `last.pt` (and the pointer) last."""
+        if self.ddp.is_main:
+            state = self.state()
+            for name in names:
+                ckpt.save_run_checkpoint(self.out, name, state, latest=False)
+                ckpt.prune_snapshots(self.out, name, self.cfg.checkpoint.keep)
+            ckpt.save_run_checkpoint(self.out, "last.pt", state, latest=True)
+        if self.ddp.enabled:
+            dist.barrier()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def _agree(self, flags: list[float]) -> list[float]:
+        """Max of per-rank flags over all ranks (stop requests must be taken by every rank)."""
+        if not self.ddp.enabled:
+            return flags
+        t = torch.tensor(flags, dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.tolist()
+
+    def _preempt(self) -> Preempted:
+        self.save()
+        where = segfs.join(self.out, "last.pt")
+        return Preempted(
+            f"stopped by {self.signal or 'a signal'} at step {self.global_step}; checkpoint saved"
+            f" to {where}; run the same command with --resume auto to continue"
+        )
+
+    def _loader(self) -> DataLoader[Any]:
+        d, t = self.cfg.data, self.cfg.train
+        sampler = EpochSampler(
+            len(self.train_set),
+            d.batch_size,
+            self.steps_per_epoch,
+            t.seed,
+            self.epoch,
+            self.ddp.rank,
+            self.ddp.world,
+            self.batch_in_epoch,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_size=d.batch_size,
+            sampler=sampler,
+            num_workers=d.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            # Own generator: creating an iterator must not draw from the global torch RNG.
+            generator=torch.Generator().manual_seed(t.seed),
+        )
+
+    def run(self) -> TrainResult:
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        log = (
+            Logbook(self.out, self.global_step if self.resume_from else None)
+            if self.ddp.is_main
+            else None
+        )
+        try:
+            if self.ddp.is_main:
+                segfs.write_bytes_atomic(
+                    segfs.join(self.out, "config.yaml"), dump_yaml(self.cfg).encode()
+                )
+            return self._loop(log)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if log:
+                log.close()
+
+    def _loop(self, log: Logbook | None) -> TrainResult:
+        cfg, started = self.cfg, time.perf_counter()
+        reason, epoch_times = "epochs done", []
+        with ProgressBar(self.ddp.is_main) as bar:
+            while self.epoch < cfg.train.epochs and self.global_step < self.total_steps:
+                t0 = time.perf_counter()
+                losses: list[float] = []
+                bar.start_epoch(self.epoch, self.steps_per_epoch, self.batch_in_epoch)
+                self.step.train()
+                speed = 0.0
+                for image, mask in self._loader():
+                    out = self.step.train_step(image.to(self.device), mask.to(self.device))
+                    stop, bad = self._agree(
+                        [float(self.signal is not None), float(not math.isfinite(out["loss"]))]
+                    )
+                    if bad:
+                        raise self._diverged(out["loss"])
+                    self.step.step_schedulers()
+                    self.global_step += 1
+                    self.batch_in_epoch += 1
+                    losses.append(out["loss"])
+                    speed = bar.advance(image.shape[0] * self.ddp.world, out["loss"])
+                    if log and self.global_step % cfg.train.log_every_steps == 0:
+                        log.scalars(
+                            self.global_step,
+                            {**out, "lr": self.step.lr(), "windows_per_s": speed},
+                            "train",
+                        )
+                    every = cfg.checkpoint.every_steps
+                    if every and self.global_step % every == 0:
+                        self.save(f"step_{self.global_step:08d}.pt")
+                    if stop:
+                        raise self._preempt()
+                    if self.global_step >= self.total_steps:
+                        break
+                result = self.validator.run(
+                    self.step, lambda: self._agree([float(self.signal is not None)])[0] > 0
+                )
+                if not result:
+                    raise self._preempt()
+                improved = self.stopping.update(
+                    metric_value(cfg.early_stopping.metric, result), self.epoch
+                )
+                record = {
+                    "epoch": self.epoch,
+                    "step": self.global_step,
+                    "train_loss": float(sum(losses) / len(losses)) if losses else math.nan,
+                    "lr": self.step.lr(),
+                    "windows_per_s": speed,
+                    "elapsed_s": time.perf_counter() - t0,
+                    **result,
+                }
+                if log:
+                    log.epoch(
+                        record,
+                        self.validator.preview(self.step) if cfg.train.preview_windows else None,
+                    )
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                snaps = ["best.pt"] if improved else []
+                every_e = cfg.checkpoint.every_epochs
+                if every_e and self.epoch % every_e == 0:
+                    snaps.append(f"epoch_{self.epoch:04d}.pt")
+                self.save(*snaps)
+                epoch_times.append(time.perf_counter() - t0)
+                if self.signal:
+                    raise self._preempt()
+                if self.stopping.should_stop:
+                    es = cfg.early_stopping
+                    reason = f"early stopping: {es.metric} flat for {es.patience} epochs"
+                    break
+                budget = cfg.train.time_budget_s
+                if budget and time.perf_counter() - started + max(epoch_times) > budget:
+                    reason = f"time budget of {budget:.0f} s reached"
+                    break
+            else:
+                reason = "epochs done" if self.epoch >= cfg.train.epochs else "max steps reached"
+        return TrainResult(
+            self.out,
+            self.epoch,
+            self.global_step,
+            self.stopping.best,
+            cfg.early_stopping.metric,
+            reason,
+        )
+
+    def _diverged(self, loss: float) -> Diverged:
+        last = ckpt.find_resume(self.out) if self.ddp.is_main else None
+        kept = (
+            f"the last good checkpoint is {last[0]} (step {last[1]['step']})"
+            if last
+            else "no checkpoint was written yet"
+        )
+        return Diverged(
+            f"loss became {loss} at step {self.global_step + 1}; stopped, {kept}."
+            " Lower optim.lr, keep optim.grad_clip set, or check the data for NaN/inf values"
+        )
+
+
+def run_training(
+    config: str | None,
+    data: str,
+    out: str,
+    overrides: list[str] | None = None,
+    resume: str | None = None,
+    gpus: str | None = None,
+) -> TrainResult:
+    """Load the config and train; the CLI's one call."""
+    cfg = load_config(TrainConfig, config, overrides)
+    try:
+        return Trainer(cfg, data, out, resume, gpus).run()
+    except torch.OutOfMemoryError as exc:
+        raise ResourceError(
+            f"out of memory at data.batch_size={cfg.data.batch_size}; lower the batch size"
+            f" (e.g. --set data.batch_size={max(1, cfg.data.batch_size // 2)})"
+        ) from exc
+    except CheckpointError:
+        raise
+    finally:
+        runtime.shutdown_distributed()

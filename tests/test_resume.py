@@ -1,0 +1,86 @@
+"""`seg train` resume: SIGKILL + --resume auto repeats the straight run exactly; SIGTERM saves a
+checkpoint and exits 75; a resumed run's metrics.jsonl reads as one run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import torch
+from train_helpers import seg, seg_popen, train_args, weights
+
+
+def wait_for(predicate, proc, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
+        time.sleep(0.05)
+
+
+def latest_step(run: Path) -> int:
+    try:
+        return int(json.loads((run / "latest.json").read_text())["step"])
+    except (FileNotFoundError, ValueError):
+        return -1
+
+
+def test_kill_and_resume_auto_gives_identical_weights(make_store, tmp_path: Path) -> None:
+    store = make_store({"a": "train", "b": "val"}, windows=4)
+    sets = [
+        "train.epochs=1",
+        "train.steps_per_epoch=4",
+        "checkpoint.every_steps=1",
+        "model.dropout=0.2",
+    ]
+    straight = tmp_path / "straight"
+    done = seg(*train_args(store, straight, *sets))
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = seg_popen(*train_args(store, killed, *sets))
+    wait_for(lambda: latest_step(killed) >= 2, proc)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    assert latest_step(killed) < 4 or not (killed / "metrics.jsonl").exists()
+    resumed = seg(*train_args(store, killed, *sets), "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a, b = weights(straight / "last.pt"), weights(killed / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The resumed run is one run: one metrics line for the one epoch.
+    lines = (killed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0]
+
+
+def test_sigterm_saves_checkpoint_exits_75_and_resume_appends(make_store, tmp_path: Path) -> None:
+    store = make_store({"a": "train", "b": "val"}, windows=4)
+    sets = ["train.epochs=3", "train.steps_per_epoch=2"]
+    run = tmp_path / "run"
+    proc = seg_popen(*train_args(store, run, *sets))
+    # Wait until the first epoch is logged, then preempt in the middle of the next one.
+    wait_for(lambda: (run / "metrics.jsonl").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err[-2000:]
+    assert time.monotonic() - t0 < 30
+    assert "--resume auto" in err
+    stopped_at = latest_step(run)
+    assert stopped_at >= 2
+    assert (run / "last.pt").exists()
+
+    resumed = seg(*train_args(store, run, *sets), "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert latest_step(run) == 6
+    # Nothing left to do: resuming a finished run is a no-op that still succeeds.
+    again = seg(*train_args(store, run, *sets), "--resume", "auto")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
