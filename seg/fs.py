@@ -6,14 +6,19 @@ by `STORAGE_EMULATOR_HOST` (then anonymous), which is how the tests reach a fake
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
 import os
 import uuid
+import weakref
 from collections.abc import Iterator
 from typing import IO, Any
 
 # gcsfs probes the bucket type over gRPC, which an HTTP emulator cannot answer (40-90 s stalls).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+# gcsfs logs a traceback when it gives up on a request; `unreachable()` reports it in one line.
+logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
 
 import fsspec  # noqa: E402
 
@@ -66,12 +71,12 @@ def unreachable(path: str, exc: BaseException) -> SegError:
 
 
 def open_file(path: str, mode: str = "rb") -> IO[Any]:
-    return fsspec.open(str(path), mode, **storage_options(path)).open()  # type: ignore[no-any-return]
+    return fsspec.open(str(path), mode, **storage_options(path)).open()
 
 
 def read_bytes(path: str) -> bytes:
     with open_file(path, "rb") as f:
-        return f.read()  # type: ignore[no-any-return]
+        return f.read()
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -128,3 +133,31 @@ def local_copy_for_write(path: str, suffix: str = "") -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def close_sessions() -> None:
+    """Close gcsfs HTTP sessions in the event loop that opened them.
+
+    zarr opens gs:// stores in its own event loop; at exit gcsfs tries to close those sessions
+    from fsspec's loop and prints a traceback ("attached to a different loop"). Closing them
+    here first (at exit, and from the CLI) keeps the output to what seg says.
+    """
+    import asyncio
+    import sys
+
+    gcsfs = sys.modules.get("gcsfs")
+    if gcsfs is None:
+        return
+    for inst in list(getattr(gcsfs.GCSFileSystem, "_cache", {}).values()):
+        session = getattr(inst, "_session", None)
+        loop = getattr(session, "_loop", None)
+        if session is None or session.closed or loop is None or not loop.is_running():
+            continue
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
+
+
+# weakref.finalize (which gcsfs uses) registers its exit hook on first use; register ours after
+# it so that ours runs first (atexit is last in, first out).
+weakref.finalize(close_sessions, lambda: None)
+atexit.register(close_sessions)

@@ -43,6 +43,8 @@ def _open_root(path: str, mode: Literal["r", "r+", "a", "w", "w-"]) -> zarr.Grou
             str(path), mode=mode, storage_options=segfs.storage_options(path) or None
         )
     except (FileNotFoundError, KeyError) as exc:
+        if segfs.is_remote(path) and mode != "r":  # e.g. the bucket does not exist
+            raise segfs.unreachable(path, exc) from exc
         raise StoreError(
             f"{path} is not a seg window store (run `seg tile ... --out {path}`)"
         ) from exc

@@ -136,7 +136,8 @@ def tile_scenes(
     if cfg.stride is None:
         cfg = cfg.model_copy(update={"stride": cfg.size})
     started = time.perf_counter()
-    check_geometry(cfg.size, cfg.stride or cfg.size, cfg.allow_gaps)
+    stride = cfg.stride if cfg.stride is not None else cfg.size
+    check_geometry(cfg.size, stride, cfg.allow_gaps)
     paths = expand_inputs(scenes)
     paths, label_of = _resolve_labels(paths, labels, cfg)
     ids = [stem(p) for p in paths]
@@ -192,7 +193,7 @@ def tile_scenes(
                 summary.already_done += 1
                 bar.advance(t_scenes)
                 continue
-            grid = windows(info.height, info.width, cfg.size, cfg.stride or cfg.size)
+            grid = windows(info.height, info.width, cfg.size, stride)
             bar.reset(t_windows, total=len(grid), description=f"windows {scene_id}")
             try:
                 _tile_one(
@@ -220,7 +221,7 @@ def _tile_one(
     task: Any,
 ) -> None:
     size = cfg.size
-    stride = cfg.stride or size
+    stride = cfg.stride if cfg.stride is not None else size
     rows = axis_offsets(info.height, size, stride)
     cols = axis_offsets(info.width, size, stride)
     dtype = np.dtype(info.dtype)

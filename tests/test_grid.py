@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -38,7 +40,9 @@ def test_every_pixel_covered_and_windows_in_bounds(g: tuple[int, int, int, int])
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 5000), sizes, st.data())
-def test_axis_offsets_count_order_and_last_shifted_in(length: int, size: int, data: st.DataObject) -> None:
+def test_axis_offsets_count_order_and_last_shifted_in(
+    length: int, size: int, data: st.DataObject
+) -> None:
     stride = data.draw(st.integers(1, size))
     offs = axis_offsets(length, size, stride)
     assert offs[0] == 0
@@ -48,7 +52,7 @@ def test_axis_offsets_count_order_and_last_shifted_in(length: int, size: int, da
         return
     # Last window ends exactly at the border; the others follow the stride.
     assert offs[-1] == length - size
-    assert all(b - a == stride for a, b in zip(offs[:-2], offs[1:-1], strict=True))
+    assert all(b - a == stride for a, b in itertools.pairwise(offs[:-1]))
     assert 0 < offs[-1] - offs[-2] <= stride
     assert len(offs) == -(-(length - size) // stride) + 1  # ceil((L - S) / stride) + 1
 

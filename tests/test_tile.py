@@ -30,13 +30,17 @@ def test_windows_hold_the_scene_pixels_and_labels(tmp_path: Path, make_scene, se
     assert s.scene_id == "city" and s.image.shape == (6, 3, 64, 64) and s.mask.shape == (6, 64, 64)
     with rasterio.open(scene) as src, rasterio.open(mask) as lab:
         image, labels = src.read(), lab.read(1)
-        assert s.attrs["crs"] == src.crs.to_wkt() and s.attrs["transform"] == list(src.transform)[:6]
+        assert (
+            s.attrs["crs"] == src.crs.to_wkt() and s.attrs["transform"] == list(src.transform)[:6]
+        )
         for i, (r, c, h, w) in enumerate(s.windows):
             assert (h, w) == (64, 64)  # 150 and 100 are covered with the last window shifted in
             np.testing.assert_array_equal(s.image[i], image[:, r : r + 64, c : c + 64])
             np.testing.assert_array_equal(s.mask[i], labels[r : r + 64, c : c + 64])
             # The georeference of each window is rebuilt exactly.
-            assert s.window_transform(i) == rasterio.windows.transform(RioWindow(c, r, 64, 64), src.transform)
+            assert s.window_transform(i) == rasterio.windows.transform(
+                RioWindow(c, r, 64, 64), src.transform
+            )
     assert sorted({int(r) for r in s.windows[:, 0]}) == [0, 64, 86]
     stats = store.band_stats()
     np.testing.assert_allclose(stats.mean, image.reshape(3, -1).mean(axis=1))
@@ -44,9 +48,13 @@ def test_windows_hold_the_scene_pixels_and_labels(tmp_path: Path, make_scene, se
     assert list(stats.minimum) == list(image.reshape(3, -1).min(axis=1))
 
 
-def test_small_scene_is_padded_and_padding_ignored(tmp_path: Path, make_scene, seg_run: Run) -> None:
+def test_small_scene_is_padded_and_padding_ignored(
+    tmp_path: Path, make_scene, seg_run: Run
+) -> None:
     scene, mask = make_scene("tiny", height=40, width=50)
-    code, _, err = seg_run("tile", scene, "--labels", mask, "--out", tmp_path / "s.zarr", "--size", "64", "-q")
+    code, _, err = seg_run(
+        "tile", scene, "--labels", mask, "--out", tmp_path / "s.zarr", "--size", "64", "-q"
+    )
     assert code == 0, err
     (s,) = WindowStore.open(str(tmp_path / "s.zarr")).scenes()
     assert s.windows.tolist() == [[0, 0, 40, 50]]
@@ -75,7 +83,9 @@ def test_nodata_is_ignore_and_mostly_empty_windows_skipped(tmp_path: Path, seg_r
     assert stats.minimum[1] >= 1  # -9999 in every band never enters the statistics
     assert stats.minimum[0] == -9999  # the one-band "nodata" pixel is a valid pixel
     # A stricter limit skips the partly empty window as well.
-    code, stdout, _ = seg_run("tile", scene, "--out", tmp_path / "b.zarr", "--size", "64", "--max-nodata", "0.1", "-q")
+    code, stdout, _ = seg_run(
+        "tile", scene, "--out", tmp_path / "b.zarr", "--size", "64", "--max-nodata", "0.1", "-q"
+    )
     assert "2 windows, 2 skipped" in stdout
 
 
@@ -85,21 +95,36 @@ def test_alpha_band_is_a_mask_not_a_band(tmp_path: Path, seg_run: Run) -> None:
     rgba[3, :8] = 0
     path = tmp_path / "rgba.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=64, height=64, count=4, dtype="uint8", crs="EPSG:32633",
-        transform=rasterio.transform.from_origin(0, 0, 1, 1), photometric="RGB", alpha="YES",
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=rasterio.transform.from_origin(0, 0, 1, 1),
+        photometric="RGB",
+        alpha="YES",
     ) as dst:
         dst.write(rgba)
     label = write_geotiff(
-        tmp_path / "rgba_mask.tif", np.zeros((64, 64), np.uint8), transform=rasterio.transform.from_origin(0, 0, 1, 1)
+        tmp_path / "rgba_mask.tif",
+        np.zeros((64, 64), np.uint8),
+        transform=rasterio.transform.from_origin(0, 0, 1, 1),
     )
-    code, _, err = seg_run("tile", path, "--labels", label, "--out", tmp_path / "a.zarr", "--size", "64", "-q")
+    code, _, err = seg_run(
+        "tile", path, "--labels", label, "--out", tmp_path / "a.zarr", "--size", "64", "-q"
+    )
     assert code == 0, err
     (s,) = WindowStore.open(str(tmp_path / "a.zarr")).scenes()
     assert s.image.shape[1] == 3 and (s.mask[0][:8] == 255).all() and (s.mask[0][8:] == 0).all()
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "int32", "float32", "float64"])
-def test_any_int_or_float_dtype_and_band_selection(tmp_path: Path, make_scene, seg_run: Run, dtype: str) -> None:
+def test_any_int_or_float_dtype_and_band_selection(
+    tmp_path: Path, make_scene, seg_run: Run, dtype: str
+) -> None:
     scene, _ = make_scene("d", height=64, width=64, bands=4, dtype=dtype)
     out = tmp_path / "d.zarr"
     code, _, err = seg_run("tile", scene, "--out", out, "--size", "32", "--bands", "3,1", "-q")
@@ -113,8 +138,15 @@ def test_any_int_or_float_dtype_and_band_selection(tmp_path: Path, make_scene, s
 
 
 def test_metadata_tags_and_sidecar_json_in_scene_attrs(tmp_path: Path, seg_run: Run) -> None:
-    scene = write_geotiff(tmp_path / "m.tif", np.ones((1, 64, 64), np.uint8), tags={"SENSOR": "WV3"})
-    meta = {"acquired": "2024-05-01T10:00:00Z", "gsd_m": 0.31, "off_nadir_deg": 12.5, "sun_elevation_deg": 48}
+    scene = write_geotiff(
+        tmp_path / "m.tif", np.ones((1, 64, 64), np.uint8), tags={"SENSOR": "WV3"}
+    )
+    meta = {
+        "acquired": "2024-05-01T10:00:00Z",
+        "gsd_m": 0.31,
+        "off_nadir_deg": 12.5,
+        "sun_elevation_deg": 48,
+    }
     (tmp_path / "m.json").write_text(json.dumps(meta))
     code, _, err = seg_run("tile", scene, "--out", tmp_path / "m.zarr", "--size", "64", "-q")
     assert code == 0, err
@@ -122,7 +154,9 @@ def test_metadata_tags_and_sidecar_json_in_scene_attrs(tmp_path: Path, seg_run: 
     assert s.attrs["tags"]["SENSOR"] == "WV3" and s.attrs["metadata"] == meta
 
 
-def test_rerun_skips_done_and_overwrite_starts_over(tmp_path: Path, make_scene, seg_run: Run) -> None:
+def test_rerun_skips_done_and_overwrite_starts_over(
+    tmp_path: Path, make_scene, seg_run: Run
+) -> None:
     folder = tmp_path / "scenes"
     for i in range(2):
         make_scene(f"s{i}_image", height=64, width=96, seed=i, folder=folder)
@@ -136,13 +170,17 @@ def test_rerun_skips_done_and_overwrite_starts_over(tmp_path: Path, make_scene, 
     code, stdout, _ = seg_run(*args, "--overwrite")
     assert "(2 tiled, 0 already done)" in stdout
     after = {s.scene_id: s.image[:] for s in WindowStore.open(str(out)).scenes()}
-    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert before.keys() == after.keys() and all(
+        np.array_equal(before[k], after[k]) for k in before
+    )
     # Adding to the store with other settings is refused.
     code, _, err = seg_run("tile", f"{folder}/*_image.tif", "--out", out, "--size", "32", "-q")
     assert code == 1 and "size=64" in err and len(err.strip().splitlines()) == 1
 
 
-def test_splits_by_scene_and_shards_agree(tmp_path: Path, make_scene, seg_run: Run, monkeypatch) -> None:
+def test_splits_by_scene_and_shards_agree(
+    tmp_path: Path, make_scene, seg_run: Run, monkeypatch
+) -> None:
     folder = tmp_path / "many"
     for i in range(5):
         make_scene(f"z{i}", height=32, width=32, seed=i, folder=folder)
@@ -152,9 +190,11 @@ def test_splits_by_scene_and_shards_agree(tmp_path: Path, make_scene, seg_run: R
     sharded = tmp_path / "sharded.zarr"
     seen = []
     for index in range(2):
-        monkeypatch.setenv("BATCH_TASK_INDEX", str(index))  # Cloud Batch's variables are the default
+        monkeypatch.setenv(
+            "BATCH_TASK_INDEX", str(index)
+        )  # Cloud Batch's variables are the default
         monkeypatch.setenv("BATCH_TASK_COUNT", "2")
-        code, stdout, _ = seg_run("tile", *reversed(scenes), "--out", sharded, "--size", "32", "-q")
+        code, _, _ = seg_run("tile", *reversed(scenes), "--out", sharded, "--size", "32", "-q")
         assert code == 0
         seen.append(WindowStore.open(str(sharded)).scene_ids())
     assert len(seen[0]) == 3 and len(seen[1]) == 5  # disjoint shares: 3 then 2 more
@@ -167,7 +207,9 @@ def test_splits_by_scene_and_shards_agree(tmp_path: Path, make_scene, seg_run: R
     c = tmp_path / "pinned.zarr"
     monkeypatch.delenv("BATCH_TASK_INDEX")
     monkeypatch.delenv("BATCH_TASK_COUNT")
-    seg_run("tile", *scenes, "--out", c, "--size", "32", "-q", "--set", "splits.val_scenes=[z0, z1]")
+    seg_run(
+        "tile", *scenes, "--out", c, "--size", "32", "-q", "--set", "splits.val_scenes=[z0, z1]"
+    )
     assert WindowStore.open(str(c)).splits["z0"] == "val" == WindowStore.open(str(c)).splits["z1"]
 
 
@@ -198,11 +240,20 @@ def test_sample_then_tile_quickstart(tmp_path: Path, seg_run: Run) -> None:
     first = {p.name: p.read_bytes() for p in data.iterdir()}
     seg_run("sample", data, "--size", "128", "--seed", "3")
     assert first == {p.name: p.read_bytes() for p in data.iterdir()}  # deterministic
-    code, stdout, _ = seg_run("tile", data, "--labels", data, "--out", tmp_path / "q.zarr", "--size", "64", "-q")
+    code, stdout, _ = seg_run(
+        "tile", data, "--labels", data, "--out", tmp_path / "q.zarr", "--size", "64", "-q"
+    )
     assert code == 0 and "3 scenes (3 tiled" in stdout  # the masks next to the scenes are labels
     code, stdout, _ = seg_run(
-        "tile", *sorted(data.glob("*_image.tif")), "--labels", data / "buildings.geojson",
-        "--out", tmp_path / "v.zarr", "--size", "64", "-q",
+        "tile",
+        *sorted(data.glob("*_image.tif")),
+        "--labels",
+        data / "buildings.geojson",
+        "--out",
+        tmp_path / "v.zarr",
+        "--size",
+        "64",
+        "-q",
     )
     assert code == 0
     a, b = WindowStore.open(str(tmp_path / "q.zarr")), WindowStore.open(str(tmp_path / "v.zarr"))
