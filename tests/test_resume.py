@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import torch
-from train_helpers import seg, seg_popen, train_args, weights
+from train_helpers import seg, seg_inprocess, seg_popen, train_args, weights
 
 
 def wait_for(predicate, proc, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
@@ -27,7 +27,9 @@ def latest_step(run: Path) -> int:
         return -1
 
 
-def test_kill_and_resume_auto_gives_identical_weights(make_store, tmp_path: Path) -> None:
+def test_kill_and_resume_auto_gives_identical_weights(
+    make_store, tmp_path: Path, monkeypatch, capsys
+) -> None:
     store = make_store({"a": "train", "b": "val"}, windows=4)
     sets = [
         "train.epochs=1",
@@ -36,8 +38,8 @@ def test_kill_and_resume_auto_gives_identical_weights(make_store, tmp_path: Path
         "model.dropout=0.2",
     ]
     straight = tmp_path / "straight"
-    done = seg(*train_args(store, straight, *sets))
-    assert done.returncode == 0, done.stderr[-2000:]
+    code, err = seg_inprocess(monkeypatch, capsys, *train_args(store, straight, *sets))
+    assert code == 0, err
 
     killed = tmp_path / "killed"
     proc = seg_popen(*train_args(store, killed, *sets))
@@ -57,7 +59,9 @@ def test_kill_and_resume_auto_gives_identical_weights(make_store, tmp_path: Path
     assert [json.loads(x)["epoch"] for x in lines] == [0]
 
 
-def test_sigterm_saves_checkpoint_exits_75_and_resume_appends(make_store, tmp_path: Path) -> None:
+def test_sigterm_saves_checkpoint_exits_75_and_resume_appends(
+    make_store, tmp_path: Path, monkeypatch, capsys
+) -> None:
     store = make_store({"a": "train", "b": "val"}, windows=4)
     sets = ["train.epochs=3", "train.steps_per_epoch=2"]
     run = tmp_path / "run"
@@ -74,13 +78,17 @@ def test_sigterm_saves_checkpoint_exits_75_and_resume_appends(make_store, tmp_pa
     assert stopped_at >= 2
     assert (run / "last.pt").exists()
 
-    resumed = seg(*train_args(store, run, *sets), "--resume", "auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    code, err = seg_inprocess(
+        monkeypatch, capsys, *train_args(store, run, *sets), "--resume", "auto"
+    )
+    assert code == 0, err
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert [r["step"] for r in records] == [2, 4, 6]
     assert latest_step(run) == 6
     # Nothing left to do: resuming a finished run is a no-op that still succeeds.
-    again = seg(*train_args(store, run, *sets), "--resume", "auto")
-    assert again.returncode == 0, again.stderr[-2000:]
+    code, err = seg_inprocess(
+        monkeypatch, capsys, *train_args(store, run, *sets), "--resume", "auto"
+    )
+    assert code == 0, err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
