@@ -223,13 +223,14 @@ class AdversarialStep(Step):
         self.d_net.requires_grad_(True)
         self.optimizer_d.zero_grad(set_to_none=True)
         t_real, t_fake = self._targets(cond.shape[0], cond.device)
+        real_in, fake_in = self._noisy(real, valid, sigma), self._noisy(fake, valid, sigma)
         with self.spec.autocast():
-            out_real = self.d_model(
-                self._noisy(cond, valid, sigma), self._noisy(real, valid, sigma)
-            )
-            out_fake = self.d_model(
-                self._noisy(cond, valid, sigma), self._noisy(fake, valid, sigma)
-            )
+            if p.d_norm == "batch":  # batch statistics must not mix real and fake pairs
+                out_real = self.d_model(self._noisy(cond, valid, sigma), real_in)
+                out_fake = self.d_model(self._noisy(cond, valid, sigma), fake_in)
+            else:  # one pass over both halves: same result, better use of the cores
+                both_cond = self._noisy(torch.cat([cond, cond]), torch.cat([valid, valid]), sigma)
+                out_real, out_fake = self.d_model(both_cond, torch.cat([real_in, fake_in])).chunk(2)
         weights = patch_weights(valid, out_real.shape[-2:])  # (B, 1, h, w)
         loss_real = discriminator_term(p.gan_loss, out_real, t_real, weights)
         loss_fake = discriminator_term(p.gan_loss, out_fake, t_fake, weights)
@@ -240,7 +241,8 @@ class AdversarialStep(Step):
             loss = loss + p.gp_weight * gp
             stats["d_gp"] = float(gp.detach())
         stats["d_loss"] = float(loss.detach())
-        if not math.isfinite(stats["d_loss"]):
+        if not self.spec.all_finite(loss):  # every DDP rank skips, or none does
+            stats["d_loss"] = math.nan
             return stats
         self.scaler_d.scale(loss).backward()
         self.scaler_d.unscale_(self.optimizer_d)
@@ -273,7 +275,8 @@ class AdversarialStep(Step):
             "seg_loss": float(seg.detach()),
             "g_adv": float(adv.detach()),
         }
-        if not math.isfinite(stats["loss"]):
+        if not self.spec.all_finite(loss):
+            stats["loss"] = math.nan
             self.d_net.requires_grad_(True)
             return stats
         self.optimizer.zero_grad(set_to_none=True)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import io
+import json
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import rasterio
 import torch
+from conftest import write_window_store
+from train_helpers import TINY, seg, seg_inprocess, seg_popen
 
 from seg.adversarial import AdversarialStep
+from seg.checkpoint import load_checkpoint
 from seg.config import TrainConfig, validate_dict
 from seg.errors import ConfigError
 from seg.models import build_model
@@ -128,6 +137,23 @@ def test_instance_noise_anneals_to_zero() -> None:
     assert noises == pytest.approx([0.2, 0.1, 0.0])
 
 
+def test_collapse_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    torch.set_num_threads(1)
+    # A threshold no real D loss stays under, and a generator stuck on class 0.
+    step = make_step({"collapse_patience": 2, "d_collapse_loss": 100.0})
+    head = step.generator.segmentation_head[0]
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([1e4, -1e4]))
+    image, mask = batch(size=32)
+    with caplog.at_level("WARNING", logger="seg.adversarial"):
+        for _ in range(3):
+            step.train_step(image, mask)
+    text = caplog.text
+    assert "discriminator loss collapsed" in text
+    assert "predicted a single class" in text
+    assert text.count("discriminator loss collapsed") == 1  # once per episode, not every step
+
+
 def run(step: Any, n: int, seed: int = 5) -> None:
     for i in range(n):
         image, mask = batch(seed=seed + i, size=32)
@@ -172,3 +198,116 @@ def test_bad_settings_are_config_errors(settings: dict[str, Any], words: str) ->
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")) as err:
         validate_dict(TrainConfig, {"model": {"name": "pix2pix"}, "pix2pix": settings}, "x.yaml")
     assert "\n" not in str(err.value)
+
+
+# --- through the real `seg train` / `seg predict` ------------------------------------------
+
+P2P_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pix2pix.yaml")
+RUN_SETS = [
+    "train.epochs=1",
+    "train.steps_per_epoch=4",
+    "checkpoint.every_steps=1",
+    "pix2pix.flip_prob=0.2",
+    "pix2pix.soft_label_width=0.1",
+]
+
+
+def latest_step(run: Path) -> int:
+    try:
+        return int(json.loads((run / "latest.json").read_text())["step"])
+    except (FileNotFoundError, ValueError):
+        return -1
+
+
+def p2p_args(store: Path, out: Path, *sets: str) -> list[str]:
+    args = ["train", "--config", P2P_CONFIG, "--data", str(store), "--out", str(out)]
+    for s in [*TINY, *RUN_SETS, *sets]:
+        args += ["--set", s]
+    return args
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny store and one uninterrupted 4-step pix2pix run on it: (store, run dir)."""
+    root = tmp_path_factory.mktemp("p2p")
+    store = write_window_store(root / "ds.zarr", {"a": "train", "b": "val"}, windows=4)
+    done = seg(*p2p_args(store, root / "straight"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return store, root / "straight"
+
+
+def test_sigterm_then_resume_equals_straight_run(
+    straight_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, straight = straight_run
+    run = tmp_path / "run"
+    proc = seg_popen(*p2p_args(store, run))
+    deadline = time.monotonic() + 180
+    while latest_step(run) < 2:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-2000:]
+    assert "--resume auto" in err
+    saved = load_checkpoint(str(run / "last.pt"))
+    assert 2 <= saved["step"] < 4
+    for key in ("state_dict", "discriminator", "optimizer", "optimizer_d", "scheduler_d"):
+        assert saved[key], key
+
+    resumed = seg(*p2p_args(store, run), "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_checkpoint(str(straight / "last.pt")), load_checkpoint(str(run / "last.pt"))
+    assert a["step"] == b["step"] == 4
+    for net in ("state_dict", "discriminator"):
+        assert a[net].keys() == b[net].keys()
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), (net, key)
+
+
+def test_checkpoint_predicts_through_seg_predict(
+    straight_run: tuple[Path, Path], make_scene: Any, tmp_path: Path
+) -> None:
+    _, run = straight_run
+    state = load_checkpoint(str(run / "last.pt"))
+    # The checkpoint's `state_dict` is the generator alone, loadable into a plain UNet.
+    assert state["model"]["name"] == "pix2pix"
+    unet = build_model({**state["model"], "name": "unet_mobilenetv2"})
+    assert state["state_dict"].keys() == unet.state_dict().keys()
+    assert not any(k.startswith("discriminator") for k in state["state_dict"])
+
+    scene, _ = make_scene("scene", height=100, width=130)
+    out = tmp_path / "scene_mask.tif"
+    done = seg("predict", str(scene), "--checkpoint", str(run / "last.pt"), "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr[-2000:]
+    with rasterio.open(out) as dst, rasterio.open(scene) as src:
+        assert (dst.width, dst.height, dst.crs) == (src.width, src.height, src.crs)
+        mask = dst.read(1)
+    assert set(np.unique(mask)) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("pix2pix.lambda_adv=-0.5", "pix2pix.lambda_adv"),
+        ("pix2pix.gan_loss=bce", "pix2pix.gan_loss"),
+        ("pix2pix.lr_d=0", "pix2pix.lr_d"),
+    ],
+)
+def test_bad_settings_fail_the_cli_in_one_line(
+    setting: str,
+    words: str,
+    make_store: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = make_store()
+    out = tmp_path / "run"
+    code, err = seg_inprocess(monkeypatch, capsys, *p2p_args(store, out, setting))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seg: error: invalid config"), err
+    assert words in lines[0]
+    assert not out.exists()
