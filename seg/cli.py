@@ -310,6 +310,45 @@ def train_command(
         f" best {result.metric} {best}; checkpoints in {result.run_dir}"
     )
 
+queue_app = typer.Typer(
+    help="Queue seg jobs (tile/train/predict, sweeps) on a Dask cluster or this machine.",
+    no_args_is_help=True,
+)
+app.add_typer(queue_app, name="queue")
+
+
+@queue_app.command("submit")
+def queue_submit_command(
+    jobs: str = typer.Argument(..., help="JOBS.yaml: jobs (seg commands) and sweeps (grids)."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler, e.g. tcp://host:8786; default: this machine."
+    ),
+    runs: str | None = typer.Option(
+        None, "--runs", help="Folder for job state, logs and runs (local or gs://); default 'runs'."
+    ),
+    detach: bool = typer.Option(False, "--detach", help="Queue and exit (needs --scheduler)."),
+) -> None:
+    """Run the jobs of JOBS.yaml, retrying preempted ones; sweeps end with a leaderboard.
+
+    Example: seg queue submit night.yaml --scheduler tcp://gpu-box:8786 --runs gs://b/runs/n1
+    """
+    from seg.queue import submit_jobs
+
+    states = submit_jobs(jobs, scheduler, runs, detach)
+    if states:
+        typer.echo(f"all {len(states)} jobs done")
+
+
+@queue_app.command("status")
+def queue_status_command(
+    runs: str = typer.Option("runs", "--runs", help="The runs folder given to `seg queue submit`."),
+) -> None:
+    """Each job's state, attempts, progress and best metric; sweep leaderboards."""
+    from seg.jobstate import show_status
+
+    show_status(runs)
+
+
 def main() -> None:
     try:
         app()

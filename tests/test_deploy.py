@@ -215,8 +215,18 @@ def test_vm_startup_pulls_and_runs_the_container_and_resumes_training() -> None:
     assert "--gpus" in docker_run and docker_run[docker_run.index("--gpus") + 1] == "all"
     assert docker_run[docker_run.index("--name") + 1] == "seg-job"
     tail = docker_run[docker_run.index(IMAGE) :]
-    assert tail == [IMAGE, "train", "--config", "gs://b/c.yaml", "--data", "gs://b/ds.zarr",
-                    "--out", "gs://b/runs/e1", "--resume", "auto"]  # fmt: skip
+    assert tail == [
+        IMAGE,
+        "train",
+        "--config",
+        "gs://b/c.yaml",
+        "--data",
+        "gs://b/ds.zarr",
+        "--out",
+        "gs://b/runs/e1",
+        "--resume",
+        "auto",
+    ]
     # an explicit --resume is kept as given; other commands get none
     cmds = dry_run("vm/startup.sh", SEG_IMAGE=IMAGE, SEG_ARGS="predict gs://b/s.tif --out gs://o/")
     docker_run = next(c for c in cmds if c[:2] == ["docker", "run"])
@@ -260,9 +270,12 @@ BATCH_ENV = {
 def submit(kind: str, tmp_path: Path, **env: str) -> tuple[list[str], batch_v1.Job, dict]:
     job_json = tmp_path / f"{kind}.json"
     [cmd] = dry_run(
-        "submit_batch.sh", kind, JOB_NAME=f"seg-{kind}-t", JOB_JSON=str(job_json),
+        "submit_batch.sh",
+        kind,
+        JOB_NAME=f"seg-{kind}-t",
+        JOB_JSON=str(job_json),
         **{**BATCH_ENV[kind], **env},
-    )  # fmt: skip
+    )
     text = job_json.read_text()
     # strict: unknown or misspelled fields and wrong types raise
     return cmd, batch_v1.Job.from_json(text), json.loads(text)
@@ -295,9 +308,16 @@ def test_batch_job_is_valid_spot_with_preemption_retries(kind: str, tmp_path: Pa
     if kind == "train":
         assert group.task_count == 1
         assert list(runnable.container.commands) == [
-            "train", "--config", "gs://b/configs/e1.yaml", "--data", "gs://b/ds.zarr",
-            "--out", "gs://b/runs/e1", "--resume", "auto",
-        ]  # fmt: skip
+            "train",
+            "--config",
+            "gs://b/configs/e1.yaml",
+            "--data",
+            "gs://b/ds.zarr",
+            "--out",
+            "gs://b/runs/e1",
+            "--resume",
+            "auto",
+        ]
         assert runnable.container.entrypoint == ""  # the image's: tini -- seg
     else:
         assert group.task_count == 6 and group.parallelism == 6
@@ -328,11 +348,25 @@ def test_array_task_index_feeds_shard_flags(kind: str, tmp_path: Path) -> None:
     shard = ["--shard-index", "2", "--shard-count", "4"]
     if kind == "tile":
         # the glob reaches seg unexpanded (seg expands gs:// globs itself)
-        assert got == ["tile", "gs://b/scenes/*.tif", "--labels", "gs://b/labels/", "--out",
-                       "gs://b/ds.zarr", *shard]  # fmt: skip
+        assert got == [
+            "tile",
+            "gs://b/scenes/*.tif",
+            "--labels",
+            "gs://b/labels/",
+            "--out",
+            "gs://b/ds.zarr",
+            *shard,
+        ]
     else:
-        assert got == ["predict", "gs://b/new/*.tif", "--checkpoint", "gs://b/runs/e1/best.pt",
-                       "--out", "gs://b/pred/", *shard]  # fmt: skip
+        assert got == [
+            "predict",
+            "gs://b/new/*.tif",
+            "--checkpoint",
+            "gs://b/runs/e1/best.pt",
+            "--out",
+            "gs://b/pred/",
+            *shard,
+        ]
 
 
 def test_tile_without_labels_and_gpu_driver_option(tmp_path: Path) -> None:
