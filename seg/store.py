@@ -20,8 +20,10 @@ max) so any set of scenes (e.g. the train split) can be merged exactly into mean
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -203,6 +205,10 @@ class SceneWriter:
         self._windows: list[tuple[int, int, int, int]] = []
         self.written = 0
         self.nbytes = 0
+        # One background writer: encoding/uploading a shard overlaps reading the next windows.
+        # At most one block is in flight, so memory stays at two shards.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seg-shard-writer")
+        self._pending: Future[None] | None = None
 
     def add(
         self, image: np.ndarray, mask: np.ndarray | None, window: tuple[int, int, int, int]
@@ -221,18 +227,35 @@ class SceneWriter:
             return
         start, stop = self.written, self.written + len(self._images)
         block = np.stack(self._images)  # (k, C, S, S), k <= windows_per_shard
-        self.image[start:stop] = block
-        self.nbytes += block.nbytes
-        if self.mask is not None:
-            masks = np.stack(self._masks)  # (k, S, S)
-            self.mask[start:stop] = masks
-            self.nbytes += masks.nbytes
+        masks = np.stack(self._masks) if self.mask is not None else None  # (k, S, S)
+        self.nbytes += block.nbytes + (masks.nbytes if masks is not None else 0)
+        self._wait()
+        self._pending = self._pool.submit(self._write, start, stop, block, masks)
         self.written = stop
         self._images, self._masks = [], []
+
+    def _write(self, start: int, stop: int, block: np.ndarray, masks: np.ndarray | None) -> None:
+        self.image[start:stop] = block
+        if self.mask is not None and masks is not None:
+            self.mask[start:stop] = masks
+
+    def _wait(self) -> None:
+        """Wait for the block in flight; its error (if any) surfaces here."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        """Stop the background writer (after an error, without marking anything done)."""
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._pool.shutdown(wait=True)
 
     def finish(self, attrs: dict[str, Any]) -> None:
         """Write what is buffered, trim arrays to the windows kept, then mark the scene done."""
         self._flush()
+        self._wait()
+        self._pool.shutdown(wait=True)
         n = self.written
         windows = np.asarray(self._windows, np.int32).reshape(-1, 4)
         if n == 0:

@@ -8,8 +8,10 @@ killing the process at any moment and re-running gives the same store as one cle
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,31 +239,50 @@ def _tile_one(
     stats = BandStats.empty(len(info.bands))
     counted = 0  # scene rows already in the band statistics (strips overlap when stride < size)
     kept = skipped = 0
-    with open_raster(info.path) as ds:
-        for r in rows:
+    with open_raster(info.path) as ds, ThreadPoolExecutor(1, "seg-strip-reader") as reader:
+
+        def load(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            """image (C, h, W), valid (h, W), labels (h, W) of the strip at row r."""
             h = min(size, info.height - r)
-            image, valid = read_strip(ds, info, r, h)  # (C, h, W), (h, W)
-            if counted < r + h:
-                new = slice(max(counted - r, 0), h)
-                stats.update(image[:, new], valid[new])
-                counted = r + h
-            labels = lab.strip(r, h) if lab is not None else None  # (h, W)
-            for c in cols:
-                w = min(size, info.width - c)
-                v = valid[:, c : c + w]
-                if 1.0 - v.mean() > cfg.max_nodata:
-                    skipped += 1
+            image, valid = read_strip(ds, info, r, h)
+            return image, valid, (lab.strip(r, h) if lab is not None else None)
+
+        # The next strip is read (GDAL releases the GIL) while this one is cut and written. The
+        # reader runs in a copy of this context: rasterio keeps gs:// openers in a ContextVar.
+        ctx = contextvars.copy_context()
+        pending = reader.submit(ctx.run, load, rows[0])
+        try:
+            for k, r in enumerate(rows):
+                image, valid, labels = pending.result()
+                if k + 1 < len(rows):
+                    pending = reader.submit(ctx.run, load, rows[k + 1])
+                h = image.shape[1]
+                if counted < r + h:
+                    new = slice(max(counted - r, 0), h)
+                    stats.update(image[:, new], valid[new])
+                    counted = r + h
+                for c in cols:
+                    w = min(size, info.width - c)
+                    v = valid[:, c : c + w]
+                    all_valid = bool(v.all())
+                    if not all_valid and 1.0 - v.mean() > cfg.max_nodata:
+                        skipped += 1
+                        bar.advance(task)
+                        continue
+                    win = np.zeros((len(info.bands), size, size), dtype)  # padding: 0, mask 255
+                    part = image[:, :, c : c + w]
+                    win[:, :h, :w] = part if all_valid else np.where(v, part, 0)
+                    mask = None
+                    if labels is not None:
+                        mask = np.full((size, size), IGNORE, np.uint8)
+                        lpart = labels[:, c : c + w]
+                        mask[:h, :w] = lpart if all_valid else np.where(v, lpart, IGNORE)
+                    writer.add(win, mask, (r, c, h, w))
+                    kept += 1
                     bar.advance(task)
-                    continue
-                win = np.zeros((len(info.bands), size, size), dtype)  # padding = 0, mask 255
-                win[:, :h, :w] = np.where(v, image[:, :, c : c + w], 0)
-                mask = None
-                if labels is not None:
-                    mask = np.full((size, size), IGNORE, np.uint8)
-                    mask[:h, :w] = np.where(v, labels[:, c : c + w], IGNORE)
-                writer.add(win, mask, (r, c, h, w))
-                kept += 1
-                bar.advance(task)
+        except BaseException:
+            writer.close()
+            raise
     attrs = {
         "source": info.path,
         "crs": info.crs_wkt,

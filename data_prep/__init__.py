@@ -1,0 +1,1 @@
+"""Converters from common public label formats to what `seg tile` takes (see README.md)."""
