@@ -37,9 +37,13 @@ def shard_default(name: str) -> int | None:
 @app.command("tile")
 def tile_command(
     scenes: list[str] = typer.Argument(
-        ..., help="GeoTIFF scenes: files, folders, globs or gs:// URLs (many at once).", show_default=False
+        ...,
+        help="GeoTIFF scenes: files, folders, globs or gs:// URLs (many at once).",
+        show_default=False,
     ),
-    out: str = typer.Option(..., "--out", "-o", help="Window store to create or add to (local or gs://)."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Window store to create or add to (local or gs://)."
+    ),
     labels: str | None = typer.Option(
         None,
         "--labels",
@@ -47,27 +51,52 @@ def tile_command(
         help="Label rasters (a folder matched by scene name, or one file for one scene) or a vector"
         " file (GeoJSON, GeoPackage) rasterized on each scene's grid. Omit for unlabelled scenes.",
     ),
-    size: int | None = typer.Option(None, help="Window size in pixels, a multiple of 32 [config: 512]."),
-    stride: int | None = typer.Option(None, help="Step between windows; 256 with size 512 = 50% overlap [512]."),
-    bands: str | None = typer.Option(None, help="1-based bands to keep, e.g. 1,2,3 [all but alpha]."),
-    label_attr: str | None = typer.Option(None, help="Vector attribute holding class ids or names [class 1]."),
-    label_crs: str | None = typer.Option(
-        None, help="CRS of a vector file without one, or 'scene' for the scene's own [EPSG:4326]."
+    size: int | None = typer.Option(
+        None, help="Window size in pixels, a multiple of 32 (default 512)."
     ),
-    label_buffer: float | None = typer.Option(None, help="Grow vector labels by metres (roads) [0]."),
-    max_nodata: float | None = typer.Option(None, help="Skip windows with more nodata than this fraction [0.5]."),
+    stride: int | None = typer.Option(
+        None, help="Step between windows; 256 with size 512 = 50% overlap (default: size)."
+    ),
+    bands: str | None = typer.Option(
+        None, help="1-based bands to keep, e.g. 1,2,3 (default: all but alpha)."
+    ),
+    label_attr: str | None = typer.Option(
+        None, help="Vector attribute holding class ids or names (default: all class 1)."
+    ),
+    label_crs: str | None = typer.Option(
+        None,
+        help="CRS of a vector file that has none, or 'scene' (default EPSG:4326).",
+    ),
+    label_buffer: float | None = typer.Option(
+        None, help="Grow vector labels by metres, e.g. roads (default 0)."
+    ),
+    max_nodata: float | None = typer.Option(
+        None, help="Skip windows with more nodata than this fraction (default 0.5)."
+    ),
     allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Allow stride > size (gaps)."),
     pixel_space: bool = typer.Option(
-        False, "--pixel-space", help="Tile rasters without a georeference (e.g. GCPs only) in pixel coordinates."
+        False,
+        "--pixel-space",
+        help="Tile rasters without a georeference (e.g. GCPs only) in pixel coordinates.",
     ),
-    config: str | None = typer.Option(None, "--config", "-c", help="YAML with tile settings (configs/tile.yaml)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set splits.seed=1."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start the store over instead of resuming."),
+    config: str | None = typer.Option(
+        None, "--config", "-c", help="YAML with tile settings (configs/tile.yaml)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config key, e.g. --set splits.seed=1."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start the store over instead of resuming."
+    ),
     shard_index: int | None = typer.Option(
-        None, help="This machine's share of the scenes [$BATCH_TASK_INDEX].", show_default=False
+        None,
+        help="This machine's share of the scenes (default $BATCH_TASK_INDEX).",
+        show_default=False,
     ),
     shard_count: int | None = typer.Option(
-        None, help="How many machines share the scenes [$BATCH_TASK_COUNT].", show_default=False
+        None,
+        help="How many machines share the scenes (default $BATCH_TASK_COUNT).",
+        show_default=False,
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -76,14 +105,23 @@ def tile_command(
     Resumable: re-running skips finished scenes. Example:
     seg tile scenes/ --labels masks/ --out gs://bucket/ds.zarr --size 512 --stride 256
     """
+    import json
+
     from seg.config import TileConfig, load_config
     from seg.tile import tile_scenes
 
     flags = {
-        "size": size, "stride": stride, "label_attr": label_attr, "label_crs": label_crs,
-        "label_buffer": label_buffer, "max_nodata": max_nodata, "allow_gaps": allow_gaps or None, "pixel_space": pixel_space or None,
+        "size": size,
+        "stride": stride,
+        "label_attr": label_attr,
+        "label_crs": label_crs,
+        "label_buffer": label_buffer,
+        "max_nodata": max_nodata,
+        "allow_gaps": allow_gaps or None,
+        "pixel_space": pixel_space or None,
     }
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    # JSON values are YAML too: strings stay strings (--label-crs 32633), numbers stay numbers.
+    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     if bands:
         overrides.append(f"bands=[{bands}]")
     cfg = load_config(TileConfig, config, overrides + list(set_))
@@ -102,7 +140,9 @@ def tile_command(
 
 @app.command("sample")
 def sample_command(
-    out_dir: str = typer.Argument(..., help="Folder to write the sample scenes into (local or gs://)."),
+    out_dir: str = typer.Argument(
+        ..., help="Folder to write the sample scenes into (local or gs://)."
+    ),
     scenes: int = typer.Option(3, min=1, help="How many scenes."),
     size: int = typer.Option(512, min=64, help="Approximate scene size in pixels."),
     seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
