@@ -78,8 +78,9 @@ RUN apt-get update \
 
 RUN groupadd --gid 1000 seg \
  && useradd --uid 1000 --gid seg --create-home --shell /usr/sbin/nologin seg \
- && mkdir -p /work \
- && chown seg:seg /work
+ && mkdir -p /work /home/seg/.cache \
+ && chown seg:seg /work \
+ && chmod 1777 /home/seg/.cache
 
 COPY --from=builder /opt/venv /opt/venv
 # The shipped experiment configs, so `train --config /opt/seg/configs/unet_mobilenetv2.yaml` works
@@ -87,7 +88,8 @@ COPY --from=builder /opt/venv /opt/venv
 COPY configs/ /opt/seg/configs/
 
 # NVIDIA_*: what the container toolkit reads (unset capabilities mean "utility" only).
-# Model caches live in the user's home, which is writable; no weights are downloaded by default.
+# Caches live in /home/seg/.cache, writable by any uid (`docker run --user "$(id -u):$(id -g)"`);
+# no model weights are downloaded by default.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -403,3 +404,52 @@ def test_values_are_json_escaped(tmp_path: Path) -> None:
     _, job, _ = submit("train", tmp_path, RUN_DIR='gs://b/runs/odd "name"\\x&y')
     commands = list(job.task_groups[0].task_spec.runnables[0].container.commands)
     assert commands[commands.index("--out") + 1] == 'gs://b/runs/odd "name"\\x&y'
+
+
+@pytest.mark.parametrize("kind", ["train", "tile", "predict"])
+def test_batch_commands_are_accepted_by_the_real_cli(kind: str, tmp_path: Path) -> None:
+    """The job's seg command line parses with the real `seg`: it fails on the missing inputs
+    (exit 1, one line) and never on an unknown option (a usage error would exit 2)."""
+    missing = tmp_path / "nothing-here"
+    env_values = {k: str(missing / k.lower()) for k in BATCH_ENV[kind]}
+    _, job, _ = submit(kind, tmp_path, TASKS="2", **env_values)
+    container = job.task_groups[0].task_spec.runnables[0].container
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "seg").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m seg "$@"\n')
+    (bin_dir / "seg").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env |= {"BATCH_TASK_INDEX": "1", "BATCH_TASK_COUNT": "2"}
+    argv = list(container.commands)
+    argv = argv[1:] if container.entrypoint == "tini" else ["seg", *argv]
+    result = subprocess.run(
+        argv, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("seg: error: "), result.stderr
+    assert "No such option" not in result.stderr
+
+
+def test_readme_covers_every_script_and_the_three_paths() -> None:
+    readme = (GCP / "README.md").read_text()
+    for script in SCRIPTS:
+        assert script.relative_to(GCP).as_posix() in readme, script
+    for needed in (
+        "docker run",
+        "submit_batch.sh train",
+        "submit_batch.sh predict",
+        "create_vm.sh",
+        "seg queue submit",
+        "seg queue status",
+        "DRY_RUN=1",
+    ):
+        assert needed in readme, needed
+
+
+def test_example_queue_file_is_valid() -> None:
+    from seg.sweep import load_jobs
+
+    _, jobs = load_jobs(str(ROOT / "deploy" / "queue" / "overnight.yaml"), "gs://b/night")
+    names = [j.name for j in jobs]
+    assert names[0] == "tile" and len([n for n in names if n.startswith("lr/")]) == 6
+    assert names.index("masks") > names.index("baseline")
