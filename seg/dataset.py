@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from seg.augment import apply_augment, build_augment
 from seg.config import AugmentSection, DataSection
 from seg.errors import ConfigError, StoreError
-from seg.store import Scene, WindowStore
+from seg.store import WindowStore
 
 
 @dataclass
@@ -86,30 +86,30 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.index = index  # (N, 2): scene number, window number
         self.pipeline = build_augment(augment, self.size) if augment is not None else None
         self._pid = -1
-        self._scenes: list[Scene] = []
+        # Per process: (image, mask) zarr arrays of each scene, opened once (metadata read once).
+        self._arrays: list[tuple[Any, Any]] = []
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_scenes"], state["_pid"] = [], -1  # workers open their own handles
+        state["_arrays"], state["_pid"] = [], -1  # workers open their own handles
         return state
 
-    def _scene(self, k: int) -> Scene:
+    def _scene_arrays(self, k: int) -> tuple[Any, Any]:
         if self._pid != os.getpid():
             store = WindowStore.open(self.store_path)
-            self._scenes = [store.scene(s) for s in self.scene_ids]
+            scenes = [store.scene(s) for s in self.scene_ids]
+            self._arrays = [(scene.image, scene.mask) for scene in scenes]
             self._pid = os.getpid()
-        return self._scenes[k]
+        return self._arrays[k]
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw window i: image (C, S, S) store dtype, mask (S, S) uint8."""
         k, w = (int(x) for x in self.index[i])
-        scene = self._scene(k)
-        mask = scene.mask
-        assert mask is not None
-        return np.asarray(scene.image[w]), np.asarray(mask[w])
+        image, mask = self._scene_arrays(k)
+        return np.asarray(image[w]), np.asarray(mask[w])
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, seed = item if isinstance(item, tuple) else (item, None)

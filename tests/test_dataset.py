@@ -43,7 +43,7 @@ def test_pickled_dataset_opens_its_own_handle_in_workers(make_store) -> None:
     ds = dataset(path, "train")
     ds[0]  # opens a handle in this process
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._scenes == []
+    assert clone._arrays == []
     loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="spawn")
     batches = list(loader)
     direct = torch.stack([ds[i][0] for i in range(4)])
