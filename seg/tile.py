@@ -169,7 +169,10 @@ def tile_scenes(
         "bands": cfg.bands or "all",
         "classes": cfg.classes,
     }
-    store = WindowStore.create_or_open(out, settings, overwrite=overwrite)
+    # Sharded, --overwrite redoes this shard's scenes but never wipes the store the other machines
+    # are writing into; unsharded, it starts the store over.
+    sharded = (shard_count or 1) > 1
+    store = WindowStore.create_or_open(out, settings, overwrite=overwrite and not sharded)
     if prepared:
         have = store.settings.get("n_bands")
         want = len(prepared[0][1].bands)

@@ -198,6 +198,14 @@ def test_splits_by_scene_and_shards_agree(
         assert code == 0
         seen.append(WindowStore.open(str(sharded)).scene_ids())
     assert len(seen[0]) == 3 and len(seen[1]) == 5  # disjoint shares: 3 then 2 more
+    # --overwrite on one shard redoes its scenes only; the other shard's scenes stay.
+    code, stdout, _ = seg_run(
+        "tile", *scenes, "--out", sharded, "--size", "32", "-q", "--overwrite"
+    )
+    assert (
+        "(2 tiled, 0 already done)" in stdout
+        and len(WindowStore.open(str(sharded)).scene_ids()) == 5
+    )
     a, b = WindowStore.open(str(whole)), WindowStore.open(str(sharded))
     assert a.splits == b.splits and set(a.splits) == {f"z{i}" for i in range(5)}
     assert sorted(a.splits.values()) == ["test", "train", "train", "train", "val"]
