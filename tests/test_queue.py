@@ -373,3 +373,38 @@ def test_killed_worker_job_resumes_on_the_other_worker(
     log = (runs / "exp" / "job.log").read_text()
     assert "=== attempt 2" in log
     assert "--resume" in " ".join(final["argv"])
+
+
+def test_runs_folder_on_gcs(tmp_path: Path, gcs_bucket: str) -> None:
+    """Job state and logs in a gs:// runs folder (fake GCS on 127.0.0.1), read back by status."""
+    runs = f"{gcs_bucket}/queue-{tmp_path.name}"
+    flaky = (
+        "import os, sys; e = os.path.exists('m'); open('m', 'w'); print('hi');"
+        " sys.exit(0 if e else 75)"
+    )
+    jobs = write_yaml(
+        tmp_path / "jobs.yaml",
+        {
+            "jobs": [
+                {"name": "first", "program": [sys.executable, "-c", flaky]},
+                {
+                    "name": "second",
+                    "program": [sys.executable, "-c", "print('ok')"],
+                    "after": ["first"],
+                },
+            ]
+        },
+    )
+    result = seg("queue", "submit", str(jobs), "--runs", runs, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from seg import fs as segfs
+    from seg.jobstate import read_state
+
+    first = read_state(f"{runs}/first")
+    assert first is not None and (first["state"], first["attempts"]) == ("done", 2)
+    log = segfs.read_bytes(f"{runs}/first/job.log").decode()
+    assert log.count("=== attempt") == 2 and log.count("hi") == 2
+    status = seg("queue", "status", "--runs", runs, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    rows = {ln.split("│")[1].strip(): ln for ln in status.stdout.splitlines() if "│" in ln}
+    assert set(rows) >= {"first", "second"} and all("done" in rows[n] for n in ("first", "second"))
