@@ -145,8 +145,9 @@ def run_job(job_dict: dict[str, Any], cwd: str | None, *upstream: Any) -> dict[s
     previous = jobstate.read_state(job.run_dir)
     _wait_for_previous(previous)
     counts = {k: int((previous or {}).get(k, 0)) for k in ("attempts", "failures", "preempted")}
-    if previous and previous.get("state") != "running":
-        counts = {"attempts": counts["attempts"], "failures": 0, "preempted": 0}  # a new submit
+    if (previous or {}).get("state") not in ("running", "retrying"):
+        # a new submit: earlier failures do not count against this one's retries
+        counts = {"attempts": counts["attempts"], "failures": 0, "preempted": 0}
     worker = _worker_address()
     with _claim_gpu(job.gpu) as gpu:
         while True:

@@ -35,10 +35,13 @@ TINY = [
 ]
 
 
-def seg(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def seg(
+    *args: str, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "seg", *args],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -375,36 +378,55 @@ def test_killed_worker_job_resumes_on_the_other_worker(
     assert "--resume" in " ".join(final["argv"])
 
 
-def test_runs_folder_on_gcs(tmp_path: Path, gcs_bucket: str) -> None:
-    """Job state and logs in a gs:// runs folder (fake GCS on 127.0.0.1), read back by status."""
+def test_runs_folder_on_gcs_and_gpu_pinning(tmp_path: Path, gcs_bucket: str) -> None:
+    """Job state and logs in a gs:// runs folder (fake GCS on 127.0.0.1), read back by status;
+    with two (pretend) GPUs the local cluster has a worker per GPU and GPU jobs are pinned."""
     runs = f"{gcs_bucket}/queue-{tmp_path.name}"
     flaky = (
         "import os, sys; e = os.path.exists('m'); open('m', 'w'); print('hi');"
         " sys.exit(0 if e else 75)"
     )
+    show_gpu = "import os; print('CVD=' + os.environ['CUDA_VISIBLE_DEVICES'] + '.')"
     jobs = write_yaml(
         tmp_path / "jobs.yaml",
         {
             "jobs": [
-                {"name": "first", "program": [sys.executable, "-c", flaky]},
-                {
-                    "name": "second",
-                    "program": [sys.executable, "-c", "print('ok')"],
-                    "after": ["first"],
-                },
+                {"name": "first", "program": [sys.executable, "-c", flaky], "gpu": True},
+                {"name": "cpu", "program": [sys.executable, "-c", show_gpu], "after": ["first"]},
+                {"name": "gpu", "program": [sys.executable, "-c", show_gpu], "gpu": True},
             ]
         },
     )
-    result = seg("queue", "submit", str(jobs), "--runs", runs, cwd=tmp_path)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "3,5"}
+    result = seg("queue", "submit", str(jobs), "--runs", runs, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     from seg import fs as segfs
     from seg.jobstate import read_state
 
     first = read_state(f"{runs}/first")
     assert first is not None and (first["state"], first["attempts"]) == ("done", 2)
+    assert first["gpu_id"] in {"3", "5"}
     log = segfs.read_bytes(f"{runs}/first/job.log").decode()
     assert log.count("=== attempt") == 2 and log.count("hi") == 2
+    assert "CVD=." in segfs.read_bytes(f"{runs}/cpu/job.log").decode()  # a CPU job sees no GPU
+    gpu_log = segfs.read_bytes(f"{runs}/gpu/job.log").decode()
+    assert "CVD=3." in gpu_log or "CVD=5." in gpu_log
     status = seg("queue", "status", "--runs", runs, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     rows = {ln.split("│")[1].strip(): ln for ln in status.stdout.splitlines() if "│" in ln}
-    assert set(rows) >= {"first", "second"} and all("done" in rows[n] for n in ("first", "second"))
+    assert set(rows) == {"first", "cpu", "gpu"} and all("done" in r for r in rows.values())
+
+
+def test_gpu_claims_are_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seg.jobrunner import _claim_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    with _claim_gpu(True) as a, _claim_gpu(True) as b:
+        assert {a, b} == {"3", "5"}
+        with _claim_gpu(False) as none:
+            assert none == ""
+    with _claim_gpu(True) as again:  # released when the job ended
+        assert again == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with _claim_gpu(True) as cpu:
+        assert cpu == ""
