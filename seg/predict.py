@@ -25,6 +25,7 @@ from seg.errors import ConfigError, InputError
 from seg.grid import Window, check_geometry, windows
 from seg.labels import stem
 from seg.outputs import OutputPaths, SceneOutputs
+from seg.pipeline import Behind, prefetch
 from seg.predictor import Predictor, load_predictor
 from seg.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
 from seg.stitch import Sink, Stitcher
@@ -108,15 +109,27 @@ def stitch_scene(
     """Predict every window of a `height` x `width` scene and hand stitched rows to `sink`."""
     stride = size - overlap
     stitcher = Stitcher(height, width, num_classes, size, overlap, sink)
-    n = 0
-    for wins, x, valids in batches(read, height, width, size, stride, predictor, batch_size):
-        probs = predictor(x)  # (B, K, S, S)
+
+    def blend(wins: list[Window], probs: np.ndarray, valids: list[np.ndarray]) -> None:
         for win, p, v in zip(wins, probs, valids, strict=True):
             stitcher.add(win, p, v)
-        n += len(wins)
-        if advance is not None:
-            advance(len(wins))
-    stitcher.finish()
+
+    # Reading runs one batch ahead and blending + writing one behind the network (seg.pipeline).
+    behind = Behind()
+    n = 0
+    try:
+        grid = batches(read, height, width, size, stride, predictor, batch_size)
+        for wins, x, valids in prefetch(grid):
+            probs = predictor(x)  # (B, K, S, S)
+            behind.submit(functools.partial(blend, wins, probs, valids))
+            n += len(wins)
+            if advance is not None:
+                advance(len(wins))
+        behind.submit(stitcher.finish)
+    except BaseException:
+        behind.abort()
+        raise
+    behind.close()
     return n
 
 
@@ -210,10 +223,16 @@ def predict_scenes(
     shard_index: int | None = None,
     shard_count: int | None = None,
     progress: bool = True,
+    network: tuple[Predictor, dict[str, Any]] | None = None,
 ) -> PredictSummary:
-    """Predict a mask (and optional probabilities / polygons) for every scene of this shard."""
+    """Predict a mask (and optional probabilities / polygons) for every scene of this shard.
+
+    `network` replaces the checkpoint's (predictor, description) -- for benchmarks only.
+    """
     started = time.perf_counter()
-    predictor, ckpt = load_predictor(checkpoint, device=device, precision=precision, tta=tta)
+    predictor, ckpt = network or load_predictor(
+        checkpoint, device=device, precision=precision, tta=tta
+    )
     if store is not None:
         if scenes:
             raise ConfigError("give either SCENE... or --store, not both")

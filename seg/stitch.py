@@ -52,19 +52,23 @@ def axis_weights(length: int, overlap: int, taper_start: bool, taper_end: bool) 
 
 def window_weights(window: Window, scene_height: int, scene_width: int, overlap: int) -> np.ndarray:
     """(h, w) blending weights of `window`'s valid extent; untapered where it meets the border."""
-    wy = axis_weights(
+    return _weights(
         window.height,
-        overlap,
-        window.row_off > 0,
-        window.row_off + window.height < scene_height,
-    )
-    wx = axis_weights(
         window.width,
         overlap,
-        window.col_off > 0,
-        window.col_off + window.width < scene_width,
+        (window.row_off > 0, window.row_off + window.height < scene_height),
+        (window.col_off > 0, window.col_off + window.width < scene_width),
     )
-    return np.outer(wy, wx)  # (h, w)
+
+
+@lru_cache(maxsize=64)
+def _weights(
+    h: int, w: int, overlap: int, taper_y: tuple[bool, bool], taper_x: tuple[bool, bool]
+) -> np.ndarray:
+    # A scene has at most 9 kinds of window (corner, edge, interior): cache their weights.
+    out = np.outer(axis_weights(h, overlap, *taper_y), axis_weights(w, overlap, *taper_x))
+    out.setflags(write=False)
+    return out  # (h, w)
 
 
 class Stitcher:

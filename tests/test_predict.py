@@ -321,3 +321,34 @@ def test_store_predictions_stitch_to_the_same_masks(
     assert code == 0 and "1 skipped" in out
     code, _, err = seg_run("stitch", store, "--out", tmp_path / "x", "-q")
     assert code == 1 and "not a seg predictions zarr" in err
+
+
+ROBUSTNESS = sorted(
+    p.name for p in (Path(__file__).resolve().parents[2] / "shared/data/rasters").glob("*.tif")
+) or ["RGB.byte.tif"]
+
+
+@pytest.fixture(scope="module")
+def ckpt128(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt128") / "best.pt", size=128)
+
+
+@pytest.mark.parametrize("name", ROBUSTNESS)
+def test_real_rasters_are_predicted_or_refused_clearly(
+    seg_run: Run, ckpt128: Path, tmp_path: Path, name: str
+) -> None:
+    from conftest import shared_data
+
+    src = shared_data("rasters", name)
+    out = tmp_path / "mask.tif"
+    fast = ("--overlap", "0", "--batch-size", "8")  # fewer windows: the blending is tested above
+    code, _, err = seg_run("predict", src, "-k", ckpt128, "--out", out, "-q", *fast)
+    if code == 1:  # refused: one line that says why, nothing written
+        assert err.startswith("seg: error:") and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+        return
+    assert code == 0, err
+    with rasterio.open(src) as s, rasterio.open(out) as m:
+        assert (m.width, m.height, m.crs, m.transform) == (s.width, s.height, s.crs, s.transform)
+        mask = m.read(1)
+        np.testing.assert_array_equal(mask == 255, s.dataset_mask() == 0)

@@ -167,3 +167,28 @@ def test_uncovered_rows_are_nodata_and_order_is_enforced() -> None:
     assert got[0][:32].all() and not got[0][32:].any()
     assert not any(got[r].any() for r in range(32, 160))
     assert got[170][8:40].all() and not got[170][:8].any()
+
+
+@pytest.mark.parametrize("where", ["read", "sink"])
+def test_errors_while_reading_or_writing_reach_the_caller(pixel_model, where: str) -> None:
+    """Reading runs a batch ahead and writing a batch behind in threads (seg.pipeline): an
+    error on either side is raised in the caller and no thread is left running."""
+    import threading
+
+    _, predictor = pixel_model
+    image = np.zeros((C, 200, 50), np.uint8)
+    valid = np.ones((200, 50), bool)
+
+    def read(row: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        if where == "read" and row > 64:
+            raise OSError("disk gone")
+        return image[:, row : row + height], valid[row : row + height]
+
+    def sink(row: int, p: np.ndarray, v: np.ndarray) -> None:
+        if where == "sink" and row > 0:
+            raise OSError("disk full")
+
+    before = threading.active_count()
+    with pytest.raises(OSError, match="disk"):
+        stitch_scene(read, 200, 50, 32, 8, predictor, K, sink, batch_size=2)
+    assert threading.active_count() == before
