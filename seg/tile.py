@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import rasterio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -190,7 +191,17 @@ def tile_scenes(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*cols, console=Console(stderr=True), disable=not progress) as bar:
+    # GDAL's block cache (5 % of RAM by default) would otherwise keep every block of a big scene;
+    # a few strips of windows are all that is ever re-read (overlapping strips).
+    strip_bytes = max(
+        (i.width * cfg.size * len(i.bands) * np.dtype(i.dtype).itemsize for _, i, _ in prepared),
+        default=0,
+    )
+    cache = max(64 * 2**20, 3 * strip_bytes)
+    with (
+        rasterio.Env(GDAL_CACHEMAX=cache),
+        Progress(*cols, console=Console(stderr=True), disable=not progress) as bar,
+    ):
         t_scenes = bar.add_task("scenes", total=len(prepared))
         t_windows = bar.add_task("windows", total=0)
         for scene_id, info, lab in prepared:
