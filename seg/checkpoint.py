@@ -194,3 +194,20 @@ def prune_snapshots(run_dir: str, name: str, keep: int) -> None:
     snaps.sort(key=lambda p: int(p.rsplit("_", 1)[-1].split(".")[0]))
     for old in snaps[:-keep]:
         fs.rm(segfs.filesystem(old)[1])
+
+
+def choose_resume(run_dir: str, resume: str | None) -> tuple[str, dict[str, Any]] | None:
+    """What `--resume` means: "auto" = newest complete checkpoint in run_dir (or a fresh run),
+    a path = that checkpoint, None = a fresh run, refused when run_dir already holds one."""
+    if resume == "auto":
+        return find_resume(run_dir)
+    if resume:
+        return resume, load_checkpoint(resume)
+    if has_run(run_dir):
+        from seg.errors import ConfigError
+
+        raise ConfigError(
+            f"{run_dir} already holds a training run; continue it with --resume auto,"
+            " or choose another --out"
+        )
+    return None

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seg.augment import apply_augment, build_augment
-from seg.config import AugmentSection, DataSection
+from seg.config import AugmentSection, DataSection, TrainConfig
 from seg.errors import ConfigError, StoreError
 from seg.store import WindowStore
 
@@ -33,6 +33,10 @@ class Normalisation:
         stats = store.band_stats(scene_ids)
         std = np.where(stats.std > 1e-12, stats.std, 1.0)  # constant bands: avoid dividing by 0
         return cls(stats.mean.astype(np.float32), std.astype(np.float32))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Normalisation:
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """(C, H, W) any dtype -> float32 (C, H, W)."""
@@ -183,3 +187,50 @@ def open_data(data: str, cfg: DataSection) -> tuple[WindowStore, list[str], list
                 " tile scenes into it or choose the split with data.train_split/data.val_split"
             )
     return store, ids[cfg.train_split], ids[cfg.val_split]
+
+
+def build_datasets(
+    data: str,
+    store: WindowStore,
+    train_ids: list[str],
+    val_ids: list[str],
+    norm: Normalisation,
+    cfg: TrainConfig,
+) -> tuple[WindowDataset, WindowDataset]:
+    """Train (augmented, optionally a seeded subset) and val (evenly spaced subset) datasets."""
+    d = cfg.data
+    train = WindowDataset(
+        data, train_ids, norm, cfg.augment, d.max_train_windows, cfg.train.seed, store
+    )
+    val = WindowDataset(data, val_ids, norm, None, None, 0, store)
+    if d.max_val_windows and len(val) > d.max_val_windows:
+        keep = np.linspace(0, len(val) - 1, d.max_val_windows).round().astype(np.int64)
+        val.index = val.index[keep]
+    return train, val
+
+
+def train_loader(
+    dataset: WindowDataset,
+    cfg: TrainConfig,
+    epoch: int,
+    batches: int,
+    start_batch: int,
+    rank: int,
+    world: int,
+    pin_memory: bool,
+) -> DataLoader[Any]:
+    """The DataLoader of one epoch (for one DDP rank), starting at batch `start_batch`."""
+    d, seed = cfg.data, cfg.train.seed
+    sampler = EpochSampler(
+        len(dataset), d.batch_size, batches, seed, epoch, rank, world, start_batch
+    )
+    return DataLoader(
+        dataset,
+        batch_size=d.batch_size,
+        sampler=sampler,
+        num_workers=d.num_workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        # Own generator: creating an iterator must not draw from the global torch RNG.
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -29,6 +29,15 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def agree(self, flags: list[float]) -> list[float]:
+        """Max of per-rank flags over all ranks: a stop request taken by one rank must be
+        taken by every rank, or the others wait forever in the next collective."""
+        if not self.enabled:
+            return flags
+        t = torch.tensor(flags, dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [float(x) for x in t.tolist()]
+
 
 def init_distributed(use_cuda: bool) -> Distributed:
     """Join the process group torchrun set up (WORLD_SIZE > 1); a plain run is world 1."""

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
@@ -22,8 +21,8 @@ from seg import checkpoint as ckpt
 from seg import fs as segfs
 from seg import runtime
 from seg.config import TrainConfig, dump_yaml, load_config
-from seg.dataset import EpochSampler, Normalisation, WindowDataset, open_data
-from seg.errors import CheckpointError, ConfigError, ResourceError, SegError
+from seg.dataset import Normalisation, build_datasets, open_data, train_loader
+from seg.errors import ResourceError, SegError
 from seg.logbook import Logbook, ProgressBar
 from seg.steps import Step, StepSpec, build_step
 from seg.validation import EarlyStopping, Validator, check_metric_name, metric_value
@@ -62,7 +61,7 @@ class Trainer:
         if self.ddp.is_main:
             runtime.check_writable(out)
         self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
-        self.resume_from = self._find_resume(resume)
+        self.resume_from = ckpt.choose_resume(out, resume)
         resume_path, state = self.resume_from or ("", None)
         first = store.scene(train_ids[0])
         bands, size = int(first.image.shape[1]), int(store.settings["size"])
@@ -74,20 +73,13 @@ class Trainer:
         runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
         if state:
             ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
-            stats = state["band_stats"]
-            self.norm = Normalisation(
-                np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
-            )
-        else:
-            self.norm = Normalisation.from_store(store, train_ids)
-        d = cfg.data
-        self.train_set = WindowDataset(
-            data, train_ids, self.norm, cfg.augment, d.max_train_windows, cfg.train.seed, store
+        self.norm = (
+            Normalisation.from_json(state["band_stats"])
+            if state
+            else Normalisation.from_store(store, train_ids)
         )
-        val_set = WindowDataset(data, val_ids, self.norm, None, None, 0, store)
-        if d.max_val_windows and len(val_set) > d.max_val_windows:
-            keep = torch.linspace(0, len(val_set) - 1, d.max_val_windows).round().long().numpy()
-            val_set.index = val_set.index[keep]
+        self.train_set, val_set = build_datasets(data, store, train_ids, val_ids, self.norm, cfg)
+        d = cfg.data
         per_rank = len(self.train_set) // (d.batch_size * self.ddp.world)
         self.steps_per_epoch = cfg.train.steps_per_epoch or max(1, per_rank)
         total = cfg.train.epochs * self.steps_per_epoch
@@ -108,15 +100,7 @@ class Trainer:
             from seg.models.unet import load_encoder_weights
 
             load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
-        self.validator = Validator(
-            val_set,
-            d.val_batch_size or d.batch_size,
-            d.num_workers,
-            self.device,
-            self.ddp,
-            self.classes,
-            cfg.train.preview_windows,
-        )
+        self.validator = Validator(val_set, cfg, self.device, self.ddp, self.classes)
         self.stopping = EarlyStopping(cfg.early_stopping)
         self.epoch = self.global_step = self.batch_in_epoch = 0
         if state:
@@ -126,18 +110,6 @@ class Trainer:
             self.stopping.load_state_dict(state.get("early_stopping", {}))
             ckpt.set_rng_state(state["rng"])
         self.signal: str | None = None
-
-    def _find_resume(self, resume: str | None) -> tuple[str, dict[str, Any]] | None:
-        if resume == "auto":
-            return ckpt.find_resume(self.out)
-        if resume:
-            return resume, ckpt.load_checkpoint(resume)
-        if ckpt.has_run(self.out):
-            raise ConfigError(
-                f"{self.out} already holds a training run; continue it with --resume auto,"
-                " or choose another --out"
-            )
-        return None
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -177,14 +149,6 @@ class Trainer:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.signal = signal.Signals(signum).name
 
-    def _agree(self, flags: list[float]) -> list[float]:
-        """Max of per-rank flags over all ranks (stop requests must be taken by every rank)."""
-        if not self.ddp.enabled:
-            return flags
-        t = torch.tensor(flags, dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t.tolist()
-
     def _preempt(self) -> Preempted:
         self.save()
         where = segfs.join(self.out, "last.pt")
@@ -194,27 +158,10 @@ class Trainer:
         )
 
     def _loader(self) -> DataLoader[Any]:
-        d, t = self.cfg.data, self.cfg.train
-        sampler = EpochSampler(
-            len(self.train_set),
-            d.batch_size,
-            self.steps_per_epoch,
-            t.seed,
-            self.epoch,
-            self.ddp.rank,
-            self.ddp.world,
-            self.batch_in_epoch,
-        )
-        return DataLoader(
-            self.train_set,
-            batch_size=d.batch_size,
-            sampler=sampler,
-            num_workers=d.num_workers,
-            pin_memory=self.device.type == "cuda",
-            drop_last=True,
-            # Own generator: creating an iterator must not draw from the global torch RNG.
-            generator=torch.Generator().manual_seed(t.seed),
-        )
+        return train_loader(
+            self.train_set, self.cfg, self.epoch, self.steps_per_epoch, self.batch_in_epoch,
+            self.ddp.rank, self.ddp.world, self.device.type == "cuda",
+        )  # fmt: skip
 
     def run(self) -> TrainResult:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -236,90 +183,88 @@ class Trainer:
                 log.close()
 
     def _loop(self, log: Logbook | None) -> TrainResult:
-        cfg, started = self.cfg, time.perf_counter()
-        reason, epoch_times = "epochs done", []
+        cfg, started, epoch_times = self.cfg, time.perf_counter(), [0.0]
+        reason = "epochs done"
         with ProgressBar(self.ddp.is_main) as bar:
             while self.epoch < cfg.train.epochs and self.global_step < self.total_steps:
                 t0 = time.perf_counter()
-                losses: list[float] = []
-                bar.start_epoch(self.epoch, self.steps_per_epoch, self.batch_in_epoch)
-                self.step.train()
-                speed = 0.0
-                for image, mask in self._loader():
-                    out = self.step.train_step(image.to(self.device), mask.to(self.device))
-                    stop, bad = self._agree(
-                        [float(self.signal is not None), float(not math.isfinite(out["loss"]))]
-                    )
-                    if bad:
-                        raise self._diverged(out["loss"])
-                    self.step.step_schedulers()
-                    self.global_step += 1
-                    self.batch_in_epoch += 1
-                    losses.append(out["loss"])
-                    speed = bar.advance(image.shape[0] * self.ddp.world, out["loss"])
-                    if log and self.global_step % cfg.train.log_every_steps == 0:
-                        log.scalars(
-                            self.global_step,
-                            {**out, "lr": self.step.lr(), "windows_per_s": speed},
-                            "train",
-                        )
-                    every = cfg.checkpoint.every_steps
-                    if every and self.global_step % every == 0:
-                        self.save(f"step_{self.global_step:08d}.pt")
-                    if stop:
-                        raise self._preempt()
-                    if self.global_step >= self.total_steps:
-                        break
-                result = self.validator.run(
-                    self.step, lambda: self._agree([float(self.signal is not None)])[0] > 0
-                )
-                if not result:
-                    raise self._preempt()
-                improved = self.stopping.update(
-                    metric_value(cfg.early_stopping.metric, result), self.epoch
-                )
-                record = {
-                    "epoch": self.epoch,
-                    "step": self.global_step,
-                    "train_loss": float(sum(losses) / len(losses)) if losses else math.nan,
-                    "lr": self.step.lr(),
-                    "windows_per_s": speed,
-                    "elapsed_s": time.perf_counter() - t0,
-                    **result,
-                }
-                if log:
-                    log.epoch(
-                        record,
-                        self.validator.preview(self.step) if cfg.train.preview_windows else None,
-                    )
-                self.epoch += 1
-                self.batch_in_epoch = 0
+                losses, speed = self._train_epoch(log, bar)
+                improved = self._end_epoch(log, losses, speed, t0)
                 snaps = ["best.pt"] if improved else []
-                every_e = cfg.checkpoint.every_epochs
-                if every_e and self.epoch % every_e == 0:
+                if cfg.checkpoint.every_epochs and self.epoch % cfg.checkpoint.every_epochs == 0:
                     snaps.append(f"epoch_{self.epoch:04d}.pt")
                 self.save(*snaps)
                 epoch_times.append(time.perf_counter() - t0)
-                if self.signal:
+                if self.ddp.agree([float(self.signal is not None)])[0]:
                     raise self._preempt()
+                budget, es = cfg.train.time_budget_s, cfg.early_stopping
                 if self.stopping.should_stop:
-                    es = cfg.early_stopping
                     reason = f"early stopping: {es.metric} flat for {es.patience} epochs"
                     break
-                budget = cfg.train.time_budget_s
-                if budget and time.perf_counter() - started + max(epoch_times) > budget:
+                # Stop before an epoch that would overrun the budget (all ranks agree).
+                over = budget and time.perf_counter() - started + max(epoch_times) > budget
+                if self.ddp.agree([float(bool(over))])[0]:
                     reason = f"time budget of {budget:.0f} s reached"
                     break
             else:
                 reason = "epochs done" if self.epoch >= cfg.train.epochs else "max steps reached"
+        es = cfg.early_stopping
         return TrainResult(
-            self.out,
-            self.epoch,
-            self.global_step,
-            self.stopping.best,
-            cfg.early_stopping.metric,
-            reason,
+            self.out, self.epoch, self.global_step, self.stopping.best, es.metric, reason
         )
+
+    def _train_epoch(self, log: Logbook | None, bar: ProgressBar) -> tuple[list[float], float]:
+        """Train until the epoch's batches run out or max_steps; (losses, windows/s)."""
+        cfg, losses, speed = self.cfg, [], 0.0
+        bar.start_epoch(self.epoch, self.steps_per_epoch, self.batch_in_epoch)
+        self.step.train()
+        for image, mask in self._loader():
+            out = self.step.train_step(image.to(self.device), mask.to(self.device))
+            lost = not math.isfinite(out["loss"])
+            stop, bad = self.ddp.agree([float(self.signal is not None), float(lost)])
+            if bad:
+                raise self._diverged(out["loss"])
+            self.step.step_schedulers()
+            self.global_step += 1
+            self.batch_in_epoch += 1
+            losses.append(out["loss"])
+            speed = bar.advance(image.shape[0] * self.ddp.world, out["loss"])
+            if log and self.global_step % cfg.train.log_every_steps == 0:
+                scalars = {**out, "lr": self.step.lr(), "windows_per_s": speed}
+                log.scalars(self.global_step, scalars, "train")
+            every = cfg.checkpoint.every_steps
+            if every and self.global_step % every == 0:
+                self.save(f"step_{self.global_step:08d}.pt")
+            if stop:
+                raise self._preempt()
+            if self.global_step >= self.total_steps:
+                break
+        return losses, speed
+
+    def _end_epoch(self, log: Logbook | None, losses: list[float], speed: float, t0: float) -> bool:
+        """Validate, update early stopping, log; True when the metric improved."""
+        cfg = self.cfg
+        result = self.validator.run(
+            self.step, lambda: self.ddp.agree([float(self.signal is not None)])[0] > 0
+        )
+        if not result:  # a signal arrived during validation
+            raise self._preempt()
+        improved = self.stopping.update(metric_value(cfg.early_stopping.metric, result), self.epoch)
+        record = {
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "train_loss": float(sum(losses) / len(losses)) if losses else math.nan,
+            "lr": self.step.lr(),
+            "windows_per_s": speed,
+            "elapsed_s": time.perf_counter() - t0,
+            **result,
+        }
+        if log:
+            preview = self.validator.preview(self.step) if cfg.train.preview_windows else None
+            log.epoch(record, preview)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        return improved
 
     def _diverged(self, loss: float) -> Diverged:
         last = ckpt.find_resume(self.out) if self.ddp.is_main else None
@@ -351,7 +296,5 @@ def run_training(
             f"out of memory at data.batch_size={cfg.data.batch_size}; lower the batch size"
             f" (e.g. --set data.batch_size={max(1, cfg.data.batch_size // 2)})"
         ) from exc
-    except CheckpointError:
-        raise
     finally:
         runtime.shutdown_distributed()

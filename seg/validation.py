@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
-from seg.config import EarlyStoppingSection
+from seg.config import EarlyStoppingSection, TrainConfig
 from seg.dataset import WindowDataset
 from seg.errors import ConfigError
 from seg.metrics import ConfusionMatrix
@@ -51,17 +51,17 @@ class Validator:
     def __init__(
         self,
         dataset: WindowDataset,
-        batch_size: int,
-        workers: int,
+        cfg: TrainConfig,
         device: torch.device,
         ddp: Distributed,
         class_names: list[str],
-        preview: int,
     ) -> None:
-        shard = list(range(ddp.rank, len(dataset), ddp.world))
+        shard = list(range(ddp.rank, len(dataset), ddp.world))  # this rank's share
+        batch = cfg.data.val_batch_size or cfg.data.batch_size
         self.loader = DataLoader(
-            Subset(dataset, shard), batch_size=batch_size, num_workers=workers, shuffle=False
+            Subset(dataset, shard), batch_size=batch, num_workers=cfg.data.num_workers
         )
+        preview = cfg.train.preview_windows
         self.dataset, self.device, self.ddp = dataset, device, ddp
         self.class_names = class_names
         self.preview_ids = list(range(min(preview, len(dataset))))
