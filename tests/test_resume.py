@@ -92,3 +92,28 @@ def test_sigterm_saves_checkpoint_exits_75_and_resume_appends(
     )
     assert code == 0, err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_store_and_run_dir_on_gcs_resume_as_one_run(
+    make_store, gcs_bucket: str, monkeypatch, capsys
+) -> None:
+    from seg import fs as segfs
+
+    local = make_store(windows=2)
+    fs, _ = segfs.filesystem(gcs_bucket)
+    bucket = gcs_bucket.removeprefix("gs://")
+    fs.put(str(local), f"{bucket}/train-test/ds.zarr", recursive=True)
+    store, run = f"{gcs_bucket}/train-test/ds.zarr", f"{gcs_bucket}/train-test/run"
+    args = train_args(store, run, "train.steps_per_epoch=1", "train.preview_windows=1")
+    code, err = seg_inprocess(monkeypatch, capsys, *args, "--set", "train.epochs=1")
+    assert code == 0, err
+    code, err = seg_inprocess(
+        monkeypatch, capsys, *args, "--set", "train.epochs=2", "--resume", "auto"
+    )
+    assert code == 0, err
+    text = segfs.read_bytes(f"{run}/metrics.jsonl").decode()
+    assert [json.loads(x)["step"] for x in text.splitlines()] == [1, 2]
+    assert json.loads(segfs.read_bytes(f"{run}/latest.json"))["step"] == 2
+    names = {p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/train-test/run")}
+    assert {"last.pt", "best.pt", "config.yaml", "tensorboard"} <= names
+    assert fs.ls(f"{bucket}/train-test/run/tensorboard")

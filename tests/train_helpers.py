@@ -31,7 +31,7 @@ def env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
 
 
-def train_args(store: Path, out: Path, *sets: str) -> list[str]:
+def train_args(store: Path | str, out: Path | str, *sets: str) -> list[str]:
     args = ["train", "--config", CONFIG, "--data", str(store), "--out", str(out)]
     for s in [*TINY, *sets]:
         args += ["--set", s]
