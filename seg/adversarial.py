@@ -26,9 +26,11 @@ from torch import nn
 from seg.losses import build_loss
 from seg.models.pix2pix import (
     build_discriminator,
+    discriminator_accuracy,
     discriminator_term,
     generator_term,
     gradient_penalty,
+    loss_floor,
     one_hot,
     patch_weights,
 )
@@ -249,8 +251,10 @@ class AdversarialStep(Step):
         stats["grad_norm_d"] = clip_and_norm(self.d_net.parameters(), self.cfg.optim.grad_clip)
         self.scaler_d.step(self.optimizer_d)
         self.scaler_d.update()
-        stats["d_acc"] = self._accuracy(out_real.detach(), out_fake.detach(), weights)
-        stats["d_excess"] = self._excess(out_real.detach(), out_fake.detach(), t_real, t_fake)
+        stats["d_acc"] = discriminator_accuracy(p.gan_loss, out_real, out_fake, weights)
+        # Near 0 when D separates real from fake perfectly (smoothed BCE never reaches 0 itself).
+        floor = loss_floor(p.gan_loss, t_real, weights) + loss_floor(p.gan_loss, t_fake, weights)
+        stats["d_excess"] = float(loss_real.detach() + loss_fake.detach()) - floor
         return stats
 
     def _g_update(
@@ -289,40 +293,6 @@ class AdversarialStep(Step):
         return stats
 
     # --- what gets logged and watched -------------------------------------------------------
-
-    def _accuracy(self, out_real: torch.Tensor, out_fake: torch.Tensor, w: torch.Tensor) -> float:
-        """Share of patches D classifies right (true roles, before any flip)."""
-        if self.p.gan_loss == "wgan-gp":
-            hits = (out_real > out_fake).float()  # a critic has no threshold: compare pairs
-            return float((hits * w).sum() / w.sum().clamp_min(1e-6))
-        thr = 0.5 if self.p.gan_loss == "lsgan" else 0.0
-        hits = (out_real.float() > thr).float() + (out_fake.float() <= thr).float()
-        return float((hits * w).sum() / (2 * w.sum()).clamp_min(1e-6))
-
-    def _excess(
-        self,
-        out_real: torch.Tensor,
-        out_fake: torch.Tensor,
-        t_real: torch.Tensor,
-        t_fake: torch.Tensor,
-    ) -> float:
-        """D's loss above the floor its targets allow (smoothed BCE never reaches 0): near 0
-        means D separates real from fake perfectly. NaN for WGAN, whose loss has no floor."""
-        kind = self.p.gan_loss
-        if kind == "wgan-gp":
-            return math.nan
-        total = 0.0
-        for out, t in ((out_real.float(), t_real), (out_fake.float(), t_fake)):
-            if kind == "vanilla":
-                t = t.expand_as(out)
-                ent = nn.functional.binary_cross_entropy(t, t, reduction="mean")
-                bce = nn.functional.binary_cross_entropy_with_logits(out, t)
-                total += float(bce - ent)
-            elif kind == "lsgan":
-                total += float((out - t).square().mean())
-            else:
-                total += float(torch.relu(1 - (t.round() * 2 - 1) * out).mean())
-        return total
 
     def _watch(self, stats: dict[str, float], logits: torch.Tensor, mask: torch.Tensor) -> None:
         """Warn (once per episode) when D wins outright or G predicts a single class."""

@@ -23,7 +23,9 @@ from seg.errors import ConfigError
 from seg.models import build_model
 from seg.models.pix2pix import (
     build_discriminator,
+    discriminator_accuracy,
     discriminator_term,
+    loss_floor,
     one_hot,
     patch_weights,
     receptive_field,
@@ -97,6 +99,20 @@ def test_ignore_pixels_drop_out() -> None:
     target = torch.ones(1, 1, 1, 1)
     base = discriminator_term("lsgan", torch.zeros(1, 1, 4, 4), target, w)
     assert torch.equal(discriminator_term("lsgan", out, target, w), base)
+
+
+def test_loss_floor_and_accuracy() -> None:
+    w = torch.ones(2, 1, 3, 3)
+    smooth = torch.full((2, 1, 1, 1), 0.9)
+    # The best a D can do against smoothed BCE targets is their entropy, not 0.
+    best = torch.full((2, 1, 3, 3), float(torch.logit(torch.tensor(0.9))))
+    floor = loss_floor("vanilla", smooth, w)
+    assert float(discriminator_term("vanilla", best, smooth, w)) == pytest.approx(floor, abs=1e-5)
+    assert floor > 0.3 and loss_floor("lsgan", smooth, w) == 0.0
+    real, fake = torch.full((2, 1, 3, 3), 2.0), torch.full((2, 1, 3, 3), -2.0)
+    assert discriminator_accuracy("vanilla", real, fake, w) == 1.0
+    assert discriminator_accuracy("hinge", fake, real, w) == 0.0
+    assert discriminator_accuracy("wgan-gp", real, fake, w) == 1.0
 
 
 @pytest.mark.parametrize("gan_loss", ["vanilla", "lsgan", "hinge", "wgan-gp"])

@@ -12,6 +12,7 @@ teaches the discriminator anything.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -165,6 +166,31 @@ def generator_term(kind: GanLoss, out: torch.Tensor, weights: torch.Tensor) -> t
     else:
         values = -out  # hinge and WGAN: G raises D's score on its pairs
     return weighted_mean(values, weights)
+
+
+def loss_floor(kind: GanLoss, target: torch.Tensor, weights: torch.Tensor) -> float:
+    """The lowest `discriminator_term` its targets allow: the targets' entropy for BCE (soft or
+    smoothed labels never reach 0), 0 for lsgan and hinge, NaN for WGAN (unbounded below)."""
+    if kind == "wgan-gp":
+        return math.nan
+    if kind != "vanilla":
+        return 0.0
+    t = target.float().clamp(1e-6, 1 - 1e-6).expand_as(weights)
+    entropy = -(t * t.log() + (1 - t) * (1 - t).log())
+    return float(weighted_mean(entropy, weights))
+
+
+def discriminator_accuracy(
+    kind: GanLoss, out_real: torch.Tensor, out_fake: torch.Tensor, weights: torch.Tensor
+) -> float:
+    """Share of patches D judges right (true roles, before any label flip)."""
+    out_real, out_fake = out_real.detach().float(), out_fake.detach().float()
+    if kind == "wgan-gp":
+        hits = (out_real > out_fake).float()  # a critic has no threshold: compare the pairs
+        return float(weighted_mean(hits, weights))
+    thr = 0.5 if kind == "lsgan" else 0.0
+    hits = ((out_real > thr).float() + (out_fake <= thr).float()) / 2
+    return float(weighted_mean(hits, weights))
 
 
 def gradient_penalty(
