@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,22 @@ class Trainer:
             self.ddp.rank, self.ddp.world, self.device.type == "cuda",
         )  # fmt: skip
 
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches. A SIGTERM sent to the whole process group also kills the
+        DataLoader workers; that is a preemption too (checkpoint, exit 75), not a crash."""
+        it = iter(self._loader())
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except RuntimeError as exc:
+                if "killed by signal" not in str(exc) and self.signal is None:
+                    raise
+                self.signal = self.signal or "a signal to the DataLoader workers"
+                raise self._preempt() from exc
+            yield batch
+
     def run(self) -> TrainResult:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         log = (
@@ -218,7 +235,7 @@ class Trainer:
         cfg, losses, speed = self.cfg, [], 0.0
         bar.start_epoch(self.epoch, self.steps_per_epoch, self.batch_in_epoch)
         self.step.train()
-        for image, mask in self._loader():
+        for image, mask in self._batches():
             out = self.step.train_step(image.to(self.device), mask.to(self.device))
             lost = not math.isfinite(out["loss"])
             stop, bad = self.ddp.agree([float(self.signal is not None), float(lost)])
