@@ -143,6 +143,7 @@ def tile_scenes(
     # Sharded, --overwrite redoes this shard's scenes but never wipes the store the other machines
     # are writing into; unsharded, it starts the store over.
     sharded = (shard_count or 1) > 1
+    fresh = (overwrite and not sharded) or not segfs.exists(segfs.join(out, "zarr.json"))
     store = WindowStore.create_or_open(out, settings, overwrite=overwrite and not sharded)
     if prepared:
         have = store.settings.get("n_bands")
@@ -188,6 +189,9 @@ def tile_scenes(
             except SegError:
                 if scene_id in store.root:
                     del store.root[scene_id]
+                if fresh and not store.scene_ids():  # a store this run made: leave nothing
+                    fs, path = segfs.filesystem(out)
+                    fs.rm(path, recursive=True)
                 raise
             summary.tiled += 1
             bar.advance(t_scenes)

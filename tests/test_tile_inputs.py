@@ -146,7 +146,14 @@ def test_label_values_that_do_not_fit_leave_no_scene(
     out = tmp_path / "v.zarr"
     code, _, err = seg_run("tile", scene, "--labels", label, "--out", out, "--size", "64", "-q")
     assert code == 1 and "outside 0..255" in err
-    assert WindowStore.open(str(out)).scene_ids() == [] and not (out / "v").exists()
+    assert not out.exists()  # the store this run created is removed again
+    # Added to an existing store, the failed scene leaves no trace and the others stay.
+    good, _ = make_scene("ok", 64, 64)
+    assert seg_run("tile", good, "--out", out, "--size", "64", "-q")[0] == 0
+    code, _, err = seg_run("tile", scene, "--labels", label, "--out", out, "--size", "64", "-q")
+    assert (
+        code == 1 and WindowStore.open(str(out)).scene_ids() == ["ok"] and not (out / "v").exists()
+    )
 
 
 def _geojson(path: Path, features: list[dict], crs: str | None = None) -> Path:
