@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from seg.errors import ConfigError, ResourceError
+from seg import fs as segfs
+from seg.errors import ConfigError, InputError, ResourceError
+from seg.labels import stem
 from seg.polygons import Polygonizer, write_vector
 from seg.raster import SceneInfo, cog_writer, output_profile
 from seg.stitch import Sink
 
 NODATA = 255
+MASK_SUFFIX = "_mask.tif"
+VECTOR_FORMATS = ("geojson", "gpkg")
 BLOCK = 512  # rows per tile row of the output GeoTIFFs (raster.output_profile's block size)
 PROB_TYPES = ("uint8", "float16")
 # A few distinct colours so the mask reads at a glance in QGIS (class 0 is dark background).
@@ -181,3 +186,58 @@ class SceneOutputs:
         self._pending = kept
         self._pending_rows -= rows
         self._next_row += rows
+
+
+def output_paths(
+    scenes: list[str], out: str, probabilities: bool, vector: str | None
+) -> dict[str, OutputPaths]:
+    """--out is a .tif file for one scene, else a folder of `<stem>_mask.tif` files."""
+    single = out.lower().endswith((".tif", ".tiff"))
+    if single and len(scenes) != 1:
+        raise ConfigError(
+            f"--out {out} is a file but {len(scenes)} scenes were given; pass a folder as --out"
+        )
+    if vector and vector.lower() not in VECTOR_FORMATS and len(scenes) != 1:
+        raise ConfigError(
+            f"--vector {vector} is one file but {len(scenes)} scenes were given; pass --vector"
+            " geojson or --vector gpkg to write one file next to each mask"
+        )
+    ids = [stem(s) for s in scenes]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes and not single:
+        raise InputError(f"scene file names must be unique for one --out folder: {dupes[:5]}")
+    paths = {}
+    for scene, sid in zip(scenes, ids, strict=True):
+        mask = out if single else segfs.join(out, sid + MASK_SUFFIX)
+        base = mask.rsplit(".", 1)[0]
+        vec = None
+        if vector:
+            vec = f"{base}.{vector.lower()}" if vector.lower() in VECTOR_FORMATS else vector
+        if os.path.abspath(mask) == os.path.abspath(scene) and not segfs.is_remote(mask):
+            raise ConfigError(f"--out {out} would overwrite the input scene {scene}")
+        paths[scene] = OutputPaths(mask, base + "_probs.tif" if probabilities else None, vec)
+    return paths
+
+
+def check_writable(out: str) -> None:
+    """Fail before any work if `out` (a file or folder, local or gs://) cannot be written."""
+    if segfs.is_remote(out):
+        scheme, rest = out.split("://", 1)
+        bucket = rest.split("/", 1)[0]
+        if not segfs.exists(f"{scheme}://{bucket}"):
+            raise ResourceError(
+                f"the bucket of --out {out} does not exist (create it: gcloud storage buckets"
+                f" create {scheme}://{bucket})"
+            )
+        return
+    single = out.lower().endswith((".tif", ".tiff"))
+    target = os.path.dirname(os.path.abspath(out)) if single else out
+    try:
+        os.makedirs(target, exist_ok=True)
+        probe = os.path.join(target, f".seg-write-test-{os.getpid()}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ResourceError(f"cannot write to {target} (--out {out}): {reason}") from exc

@@ -10,7 +10,6 @@ window size, never on the height.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,14 +23,11 @@ from seg import fs as segfs
 from seg.errors import ConfigError, InputError
 from seg.grid import Window, check_geometry, windows
 from seg.labels import stem
-from seg.outputs import OutputPaths, SceneOutputs
+from seg.outputs import SceneOutputs, check_writable, output_paths
 from seg.pipeline import Behind, prefetch
 from seg.predictor import Predictor, load_predictor
 from seg.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
 from seg.stitch import Sink, Stitcher
-
-MASK_SUFFIX = "_mask.tif"
-VECTOR_FORMATS = ("geojson", "gpkg")
 
 # read(row_off, height) -> image (C, height, W) raw pixels, valid (height, W) bool
 StripReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
@@ -133,37 +129,6 @@ def stitch_scene(
     return n
 
 
-def output_paths(
-    scenes: list[str], out: str, probabilities: bool, vector: str | None
-) -> dict[str, OutputPaths]:
-    """--out is a .tif file for one scene, else a folder of `<stem>_mask.tif` files."""
-    single = out.lower().endswith((".tif", ".tiff"))
-    if single and len(scenes) != 1:
-        raise ConfigError(
-            f"--out {out} is a file but {len(scenes)} scenes were given; pass a folder as --out"
-        )
-    if vector and vector.lower() not in VECTOR_FORMATS and len(scenes) != 1:
-        raise ConfigError(
-            f"--vector {vector} is one file but {len(scenes)} scenes were given; pass --vector"
-            " geojson or --vector gpkg to write one file next to each mask"
-        )
-    ids = [stem(s) for s in scenes]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes and not single:
-        raise InputError(f"scene file names must be unique for one --out folder: {dupes[:5]}")
-    paths = {}
-    for scene, sid in zip(scenes, ids, strict=True):
-        mask = out if single else segfs.join(out, sid + MASK_SUFFIX)
-        base = mask.rsplit(".", 1)[0]
-        vec = None
-        if vector:
-            vec = f"{base}.{vector.lower()}" if vector.lower() in VECTOR_FORMATS else vector
-        if os.path.abspath(mask) == os.path.abspath(scene) and not segfs.is_remote(mask):
-            raise ConfigError(f"--out {out} would overwrite the input scene {scene}")
-        paths[scene] = OutputPaths(mask, base + "_probs.tif" if probabilities else None, vec)
-    return paths
-
-
 def check_scene(info: SceneInfo, ckpt: dict[str, Any], bands_given: bool) -> None:
     """Refuse a scene the checkpoint was not trained for (bands, dtype)."""
     n_in = ckpt["in_channels"]
@@ -254,6 +219,7 @@ def predict_scenes(
         raise ConfigError("no scenes given: pass SCENE... (files, folders, globs) or --store STORE")
     paths = shard_items(expand_inputs(scenes), shard_index, shard_count)
     outputs = output_paths(paths, out, probabilities is not None, vector)
+    check_writable(out)
     size = ckpt["size"]
     overlap = size // 4 if overlap is None else overlap
     if not 0 <= overlap < size:

@@ -27,8 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from seg import fs as segfs
 from seg.errors import InputError, StoreError
 from seg.grid import Window
-from seg.outputs import OutputPaths, SceneOutputs
-from seg.predict import MASK_SUFFIX, VECTOR_FORMATS, PredictSummary
+from seg.outputs import MASK_SUFFIX, VECTOR_FORMATS, OutputPaths, SceneOutputs
+from seg.predict import PredictSummary
 from seg.predictor import Predictor
 from seg.raster import SceneInfo
 from seg.stitch import Stitcher

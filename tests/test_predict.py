@@ -183,10 +183,11 @@ def test_gcs_input_and_output(seg_run: Run, ckpt: Path, tmp_path: Path, gcs_buck
     with open_raster(f"{out}/remote_mask.tif") as m, rasterio.open(src) as s:
         assert (m.width, m.height, m.crs, m.transform) == (s.width, s.height, s.crs, s.transform)
         assert set(np.unique(m.read(1))) <= {0, 1}
-    code, stdout, _ = seg_run(
-        "predict", f"{gcs_bucket}/predict-in/remote.tif", "-k", ckpt, "--out", out, "-q"
-    )
+    remote = f"{gcs_bucket}/predict-in/remote.tif"
+    code, stdout, _ = seg_run("predict", remote, "-k", ckpt, "--out", out, "-q")
     assert code == 0 and "1 skipped" in stdout
+    code, _, err = seg_run("predict", remote, "-k", ckpt, "-o", "gs://no-such-bucket-x/m", "-q")
+    assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
 def test_pixel_space_needs_the_flag(seg_run: Run, ckpt: Path, tmp_path: Path) -> None:
