@@ -377,6 +377,29 @@ def test_killed_worker_job_resumes_on_the_other_worker(
     assert "=== attempt 2" in log
     assert "--resume" in " ".join(final["argv"])
 
+    # --detach: queued on the scheduler, the command returns at once, the job still runs
+    later = write_yaml(
+        tmp_path / "later.yaml",
+        {"jobs": [{"name": "later", "program": [sys.executable, "-c", "print('later')"]}]},
+    )
+    queued = seg(
+        "queue",
+        "submit",
+        str(later),
+        "--scheduler",
+        address,
+        "--runs",
+        str(runs),
+        "--detach",
+        cwd=tmp_path,
+    )
+    assert queued.returncode == 0, queued.stderr
+    assert "seg queue status" in queued.stderr
+    deadline = time.time() + 60
+    while state(runs, "later")["state"] != "done" and time.time() < deadline:
+        time.sleep(0.5)
+    assert state(runs, "later")["state"] == "done"
+
 
 def test_runs_folder_on_gcs_and_gpu_pinning(tmp_path: Path, gcs_bucket: str) -> None:
     """Job state and logs in a gs:// runs folder (fake GCS on 127.0.0.1), read back by status;
