@@ -132,7 +132,10 @@ def stitch_scene(
 def check_scene(info: SceneInfo, ckpt: dict[str, Any], bands_given: bool) -> None:
     """Refuse a scene the checkpoint was not trained for (bands, dtype)."""
     n_in = ckpt["in_channels"]
-    if not bands_given and len(info.bands) != n_in:
+    # Bands 1..n mean "all bands of the training scenes"; an explicit pick such as [4, 3, 2]
+    # says which bands to read from any scene that has them.
+    all_bands = ckpt["bands"] == list(range(1, n_in + 1))
+    if not bands_given and all_bands and len(info.bands) != n_in:
         raise InputError(
             f"{info.path} has {len(info.bands)} bands (without alpha) but the model was trained on"
             f" {n_in} (bands {ckpt['bands']}); pass --bands to pick {n_in} of them, or use a"

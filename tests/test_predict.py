@@ -353,3 +353,13 @@ def test_real_rasters_are_predicted_or_refused_clearly(
         assert (m.width, m.height, m.crs, m.transform) == (s.width, s.height, s.crs, s.transform)
         mask = m.read(1)
         np.testing.assert_array_equal(mask == 255, s.dataset_mask() == 0)
+
+
+def test_bands_option_picks_model_inputs(seg_run: Run, ckpt: Path, tmp_path: Path) -> None:
+    src = scene(tmp_path / "five.tif", 40, 40, bands=5)
+    out = tmp_path / "five_mask.tif"
+    code, _, err = seg_run("predict", src, "-k", ckpt, "--out", out, "--bands", "5,3,1", "-q")
+    assert code == 0, err
+    assert out.exists()
+    code, _, err = seg_run("predict", src, "-k", ckpt, "-o", out, "--bands", "1,2", "--overwrite")
+    assert code == 1 and "the model takes 3" in err
