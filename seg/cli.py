@@ -175,7 +175,7 @@ def predict_command(
     ),
     split: str | None = typer.Option(None, help="With --store: only this split's scenes."),
     overlap: int | None = typer.Option(
-        None, help="Pixels shared by neighbouring windows [window size / 4]."
+        None, help="Pixels shared by neighbouring windows (default: window size / 4)."
     ),
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
     tta: bool = typer.Option(False, "--tta", help="Average flips and a quarter turn (4x slower)."),
@@ -189,14 +189,14 @@ def predict_command(
         " for one file next to each mask.",
     ),
     bands: str | None = typer.Option(
-        None, help="1-based scene bands to feed the model, e.g. 4,3,2 [checkpoint's]."
+        None, help="1-based scene bands to feed the model, e.g. 4,3,2 (default: as trained)."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option(
         "auto", help="auto (bf16 on CPUs that have it, fp16 on GPU), fp32, bf16 or fp16."
     ),
     pixel_space: bool = typer.Option(
-        False, "--pixel-space", help="Predict rasters without a georeference (nor has the output)."
+        False, "--pixel-space", help="Predict rasters without a georeference (the mask has none)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose outputs exist."),
     shard_index: int | None = typer.Option(
@@ -276,23 +276,23 @@ def eval_command(
         None,
         "--out",
         "-o",
-        help="Folder for report.json, report.md and overlay.png [next to the prediction].",
+        help="Folder for report.json, report.md and overlay.png (default: <mask>_eval/).",
     ),
     image: str | None = typer.Option(
-        None, help="Scene for the overlay's first panel [the mask's source]."
+        None, help="Scene for the overlay's first panel (default: the mask's source)."
     ),
     window_size: int | None = typer.Option(
-        None, help="Window size used to predict [from the mask's tags]."
+        None, help="Window size used to predict (default: from the mask's tags)."
     ),
     overlap: int | None = typer.Option(
-        None, help="Window overlap used to predict [from the mask's tags]."
+        None, help="Window overlap used to predict (default: from the mask's tags)."
     ),
     border: int = typer.Option(8, min=1, help="Width of the band along internal window borders."),
     label_attr: str | None = typer.Option(
-        None, help="Vector truth: attribute holding class ids or names [class 1]."
+        None, help="Vector truth: attribute holding class ids or names (default: all class 1)."
     ),
     label_crs: str | None = typer.Option(
-        None, help="Vector truth: its CRS when the file names none [EPSG:4326]."
+        None, help="Vector truth: its CRS when the file names none (default: EPSG:4326)."
     ),
 ) -> None:
     """Score a predicted mask against truth: IoU/F1/precision/recall, seams, overlay PNG."""
