@@ -167,9 +167,23 @@ class EpochSampler(Sampler[tuple[int, int]]):
             yield int(order[pos]), sample_seed(self.seed, self.epoch, int(pos))
 
 
-def open_data(data: str, cfg: DataSection) -> tuple[WindowStore, list[str], list[str]]:
+@dataclass
+class TrainData:
+    """What a training run learns from the store before it starts."""
+
+    path: str
+    store: WindowStore
+    train_ids: list[str]
+    val_ids: list[str]
+    classes: list[str]
+    bands: int  # channels per window
+    band_ids: list[int]  # the scene bands (1-based) the windows hold: what predict must read
+    size: int
+
+
+def open_data(data: str, cfg: DataSection) -> TrainData:
     """The store and its train and val scene ids (by the store's scene splits); clear
-    errors for a wrong store, classes that disagree, or an empty split."""
+    errors for a wrong store, classes that disagree, an empty split, or odd window sizes."""
     store = WindowStore.open(data)
     if cfg.classes is not None and cfg.classes != store.classes:
         raise ConfigError(
@@ -186,23 +200,28 @@ def open_data(data: str, cfg: DataSection) -> tuple[WindowStore, list[str], list
                 f"split {split!r} of {data} has no finished scenes (splits: {store.splits});"
                 " tile scenes into it or choose the split with data.train_split/data.val_split"
             )
-    return store, ids[cfg.train_split], ids[cfg.val_split]
+    train_ids = ids[cfg.train_split]
+    bands, size = int(store.scene(train_ids[0]).image.shape[1]), int(store.settings["size"])
+    if size % 32:
+        raise StoreError(
+            f"{data} has {size} px windows; UNet needs a multiple of 32 (re-tile with --size)"
+        )
+    listed = store.settings.get("bands")
+    band_ids = listed if isinstance(listed, list) else list(range(1, bands + 1))
+    return TrainData(
+        data, store, train_ids, ids[cfg.val_split], store.classes, bands, band_ids, size
+    )
 
 
 def build_datasets(
-    data: str,
-    store: WindowStore,
-    train_ids: list[str],
-    val_ids: list[str],
-    norm: Normalisation,
-    cfg: TrainConfig,
+    info: TrainData, norm: Normalisation, cfg: TrainConfig
 ) -> tuple[WindowDataset, WindowDataset]:
     """Train (augmented, optionally a seeded subset) and val (evenly spaced subset) datasets."""
     d = cfg.data
-    train = WindowDataset(
-        data, train_ids, norm, cfg.augment, d.max_train_windows, cfg.train.seed, store
-    )
-    val = WindowDataset(data, val_ids, norm, None, None, 0, store)
+    data, store = info.path, info.store
+    seed = cfg.train.seed
+    train = WindowDataset(data, info.train_ids, norm, cfg.augment, d.max_train_windows, seed, store)
+    val = WindowDataset(data, info.val_ids, norm, None, None, 0, store)
     if d.max_val_windows and len(val) > d.max_val_windows:
         keep = np.linspace(0, len(val) - 1, d.max_val_windows).round().astype(np.int64)
         val.index = val.index[keep]

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from seg import fs as segfs
-from seg.config import TrainSection
+from seg.config import TrainConfig, TrainSection
 from seg.errors import ConfigError, ResourceError, SegError
 
 
@@ -156,6 +156,14 @@ def check_host_ram(batch_size: int, bands: int, size: int, workers: int) -> None
             f"this run needs about {need / 2**30:.1f} GiB of RAM but only"
             f" {available / 2**30:.1f} GiB is available; lower data.batch_size or data.num_workers"
         )
+
+
+def preflight(cfg: TrainConfig, device: torch.device, bands: int, size: int, amp: bool) -> None:
+    """Refuse up front what would crash later: a busy or too small GPU, too little RAM."""
+    batch = cfg.data.batch_size
+    need = estimate_gpu_bytes(batch, bands, size, amp)
+    check_gpu(device, need, cfg.train.max_gpu_busy_fraction)
+    check_host_ram(batch, bands, size, cfg.data.num_workers)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -56,30 +56,26 @@ class Trainer:
         gpu_list = runtime.parse_gpus(gpus)
         self.ddp = runtime.init_distributed(runtime.wants_cuda(cfg.train, gpu_list))
         self.cfg, self.out = cfg, out
-        store, train_ids, val_ids = open_data(data, cfg.data)
-        self.classes = store.classes
+        self.data = info = open_data(data, cfg.data)
+        self.classes, self.bands, self.size = info.classes, info.bands, info.size
         check_metric_name(cfg.early_stopping.metric, self.classes)
         if self.ddp.is_main:
             runtime.check_writable(out)
         self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
         self.resume_from = ckpt.choose_resume(out, resume)
         resume_path, state = self.resume_from or ("", None)
-        first = store.scene(train_ids[0])
-        bands, size = int(first.image.shape[1]), int(store.settings["size"])
-        self.bands, self.size = bands, size
+        bands, size = info.bands, info.size
         amp = runtime.amp_dtype(cfg.train, self.device)
-        need = runtime.estimate_gpu_bytes(cfg.data.batch_size, bands, size, amp is not None)
-        runtime.check_gpu(self.device, need, cfg.train.max_gpu_busy_fraction)
-        runtime.check_host_ram(cfg.data.batch_size, bands, size, cfg.data.num_workers)
+        runtime.preflight(cfg, self.device, bands, size, amp is not None)
         runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
         if state:
             ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
         self.norm = (
             Normalisation.from_json(state["band_stats"])
             if state
-            else Normalisation.from_store(store, train_ids)
+            else Normalisation.from_store(info.store, info.train_ids)
         )
-        self.train_set, val_set = build_datasets(data, store, train_ids, val_ids, self.norm, cfg)
+        self.train_set, val_set = build_datasets(info, self.norm, cfg)
         d = cfg.data
         per_rank = len(self.train_set) // (d.batch_size * self.ddp.world)
         self.steps_per_epoch = cfg.train.steps_per_epoch or max(1, per_rank)
@@ -122,7 +118,7 @@ class Trainer:
                 "num_classes": len(self.classes),
             },
             "class_names": self.classes,
-            "bands": list(range(1, self.bands + 1)),
+            "bands": self.data.band_ids,
             "band_stats": self.norm.to_json(),
             "size": self.size,
             "config": self.cfg.model_dump(mode="json"),
