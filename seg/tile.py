@@ -249,23 +249,21 @@ def _tile_one(
                     new = slice(max(counted - r, 0), h)
                     stats.update(image[:, new], valid[new])
                     counted = r + h
+                strip_valid = bool(valid.all())
+                if not strip_valid:  # nodata is not fed to the model: image 0, mask 255
+                    invalid = ~valid
+                    image[:, invalid] = 0
+                    if labels is not None:
+                        labels[invalid] = IGNORE
                 for c in cols:
                     w = min(size, info.width - c)
-                    v = valid[:, c : c + w]
-                    all_valid = bool(v.all())
-                    if not all_valid and 1.0 - v.mean() > cfg.max_nodata:
+                    if not strip_valid and 1.0 - valid[:, c : c + w].mean() > cfg.max_nodata:
                         skipped += 1
                         bar.advance(task)
                         continue
-                    win = np.zeros((len(info.bands), size, size), dtype)  # padding: 0, mask 255
-                    part = image[:, :, c : c + w]
-                    win[:, :h, :w] = part if all_valid else np.where(v, part, 0)
-                    mask = None
-                    if labels is not None:
-                        mask = np.full((size, size), IGNORE, np.uint8)
-                        lpart = labels[:, c : c + w]
-                        mask[:h, :w] = lpart if all_valid else np.where(v, lpart, IGNORE)
-                    writer.add(win, mask, (r, c, h, w))
+                    # Views of the strip; the writer copies them into its shard buffer and pads.
+                    mask = labels[:, c : c + w] if labels is not None else None
+                    writer.add(image[:, :, c : c + w], mask, (r, c, h, w))
                     kept += 1
                     bar.advance(task)
         except BaseException:
