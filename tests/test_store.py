@@ -63,6 +63,13 @@ def test_writer_writes_whole_shards_trims_and_marks_done_last(tmp_path: Path) ->
     assert s.image.shards == (8, 2, 32, 32) and s.image.chunks == (1, 2, 32, 32)
     assert [int(s.image[i, 0, 0, 0]) for i in range(19)] == list(range(19))
     assert s.windows[:, 0].tolist() == list(range(19))
+    # A window smaller than S (a scene smaller than a window) is padded: image 0, mask 255.
+    small = store.scene_writer("p", 1, 2, 32, np.dtype("uint16"), True, 8)
+    small.add(np.full((2, 20, 30), 7, np.uint16), np.ones((20, 30), np.uint8), (0, 0, 20, 30))
+    small.finish({"band_stats": stats.to_json()})
+    p = WindowStore.open(path).scene("p")
+    assert (p.image[0][:, :20, :30] == 7).all() and (p.image[0][:, 20:] == 0).all()
+    assert (p.mask[0][:20, :30] == 1).all() and (p.mask[0][:, 30:] == 255).all()
     # 19 windows in shards of 8: 3 shard objects per array, not 19.
     shards = [p for p in (tmp_path / "w.zarr" / "s" / "image" / "c").rglob("*") if p.is_file()]
     assert len(shards) == 3
