@@ -5,7 +5,7 @@ Each job sleeps S seconds in its own Python process, so the difference is pure o
 the cluster, scheduling, GPU claim, state files and logs. Printed: both wall times, their ratio,
 the one-off start-up cost and the overhead per job.
 
-Usage: python bench/queue.py [--quick] [--jobs K] [--sleep S] [--work DIR]
+Usage: python bench/queue_overhead.py [--quick] [--jobs K] [--sleep S] [--work DIR]
 """
 
 from __future__ import annotations
