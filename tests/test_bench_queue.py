@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_queue_quick(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "queue_overhead.py"), "--quick", "--work", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "queue_overhead.py"),
+            "--quick",
+            "--work",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
