@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -182,3 +183,36 @@ def test_short_run_learns_well_above_chance(
     support = records[-1]["per_class"]["building"]["support"]
     total = support + records[-1]["per_class"]["background"]["support"]
     assert max(building) > support / total + 0.3, building
+
+
+def test_early_stopping_counts_epochs_without_improvement() -> None:
+    from seg.config import EarlyStoppingSection
+    from seg.validation import EarlyStopping
+
+    es = EarlyStopping(EarlyStoppingSection(enabled=True, patience=2, min_delta=0.01))
+    assert es.update(0.5, 0) and not es.should_stop
+    assert not es.update(0.505, 1)  # within min_delta: not an improvement
+    assert es.update(0.6, 2) and es.bad_epochs == 0
+    assert not es.update(0.4, 3) and not es.should_stop
+    assert not es.update(0.59, 4) and es.should_stop
+    restored = EarlyStopping(es.section)
+    restored.load_state_dict(es.state_dict())
+    assert (restored.best, restored.best_epoch, restored.should_stop) == (0.6, 2, True)
+    low = EarlyStopping(EarlyStoppingSection(enabled=True, mode="min", patience=1))
+    assert low.update(1.0, 0) and low.update(0.5, 1) and not low.update(0.7, 2)
+    assert low.should_stop
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "constant"])
+def test_lr_schedule_warms_up_then_decays(name: str) -> None:
+    from seg.config import TrainConfig
+    from seg.steps import lr_factor
+
+    cfg = TrainConfig.model_validate({"schedule": {"name": name, "warmup_steps": 10}})
+    f = [lr_factor(s, cfg, 100) for s in range(100)]
+    assert all(a < b for a, b in itertools.pairwise(f[:11]))  # warm-up rises
+    assert max(f) == pytest.approx(1.0, abs=0.01)
+    if name == "constant":
+        assert f[-1] == 1.0
+    else:
+        assert all(a >= b for a, b in itertools.pairwise(f[10:])) and f[-1] < 0.05
