@@ -28,6 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Run as a script, this folder is sys.path[0]; a sibling such as bench/queue.py would then
+# shadow the standard library module of that name (torch imports `queue`).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 C, K = 3, 2
@@ -203,11 +207,10 @@ def run(job: dict[str, Any], fresh: bool = True) -> dict[str, Any]:
     if not fresh:
         return worker(job)
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)],
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {job['kind']} failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
