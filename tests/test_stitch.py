@@ -192,3 +192,14 @@ def test_errors_while_reading_or_writing_reach_the_caller(pixel_model, where: st
     with pytest.raises(OSError, match="disk"):
         stitch_scene(read, 200, 50, 32, 8, predictor, K, sink, batch_size=2)
     assert threading.active_count() == before
+
+
+def test_tta_undoes_each_augmentation(pixel_model) -> None:
+    """A per-pixel model is unchanged by flips and quarter turns, so TTA must return exactly the
+    plain prediction: any transform not undone (or undone the wrong way) breaks this."""
+    conv, plain = pixel_model
+    tta = Predictor(conv, MEAN, STD, device="cpu", precision="fp32", tta=True)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, C, 32, 32)).astype(np.float32)
+    x[:, :, :5, :9] = 3.0  # asymmetric content: a wrong inverse would move it
+    np.testing.assert_allclose(tta(x), plain(x), rtol=1e-5, atol=1e-6)
