@@ -363,3 +363,20 @@ def test_bands_option_picks_model_inputs(seg_run: Run, ckpt: Path, tmp_path: Pat
     assert out.exists()
     code, _, err = seg_run("predict", src, "-k", ckpt, "-o", out, "--bands", "1,2", "--overwrite")
     assert code == 1 and "the model takes 3" in err
+
+
+def test_store_predictions_and_stitch_on_gcs(
+    seg_run: Run, ckpt: Path, tmp_path: Path, gcs_bucket: str
+) -> None:
+    from seg.raster import open_raster
+
+    src = scene(tmp_path / "g.tif", 70, 90, seed=6)
+    store, preds, out = (f"{gcs_bucket}/stitch/{n}" for n in ("ds.zarr", "preds.zarr", "masks"))
+    code, _, err = seg_run("tile", src, "--out", store, "--size", "64", "--stride", "48", "-q")
+    assert code == 0, err
+    code, _, err = seg_run("predict", "--store", store, "-k", ckpt, "--out", preds, "-q")
+    assert code == 0, err
+    code, stdout, err = seg_run("stitch", preds, "--out", out, "--vector", "geojson", "-q")
+    assert code == 0 and "1 predicted" in stdout, err
+    with open_raster(f"{out}/g_mask.tif") as m, rasterio.open(src) as s:
+        assert (m.width, m.height, m.crs, m.transform) == (s.width, s.height, s.crs, s.transform)
