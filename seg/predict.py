@@ -198,12 +198,18 @@ def predict_scenes(
     `network` replaces the checkpoint's (predictor, description) -- for benchmarks only.
     """
     started = time.perf_counter()
+    if store is not None and scenes:
+        raise ConfigError("give either SCENE... or --store, not both")
+    if store is None and not scenes:
+        raise ConfigError("no scenes given: pass SCENE... (files, folders, globs) or --store STORE")
+    if store is None:  # cheap checks of inputs and outputs before loading the network
+        paths = shard_items(expand_inputs(scenes), shard_index, shard_count)
+        outputs = output_paths(paths, out, probabilities is not None, vector)
+        check_writable(out)
     predictor, ckpt = network or load_predictor(
         checkpoint, device=device, precision=precision, tta=tta
     )
     if store is not None:
-        if scenes:
-            raise ConfigError("give either SCENE... or --store, not both")
         from seg.predictions import predict_store
 
         return predict_store(
@@ -218,11 +224,6 @@ def predict_scenes(
             (shard_index, shard_count),
             progress,
         )
-    if not scenes:
-        raise ConfigError("no scenes given: pass SCENE... (files, folders, globs) or --store STORE")
-    paths = shard_items(expand_inputs(scenes), shard_index, shard_count)
-    outputs = output_paths(paths, out, probabilities is not None, vector)
-    check_writable(out)
     size = ckpt["size"]
     overlap = size // 4 if overlap is None else overlap
     if not 0 <= overlap < size:
