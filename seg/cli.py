@@ -34,6 +34,7 @@ def shard_default(name: str) -> int | None:
 
 # --- commands are added below, one function per command, each calling one library function ---
 
+
 @app.command("tile")
 def tile_command(
     scenes: list[str] = typer.Argument(
@@ -349,6 +350,7 @@ def train_command(
         f"trained: {result.epoch} epochs, {result.step} steps ({result.reason});"
         f" best {result.metric} {best}; checkpoints in {result.run_dir}"
     )
+
 
 queue_app = typer.Typer(
     help="Queue seg jobs (tile/train/predict, sweeps) on a Dask cluster or this machine.",
