@@ -21,7 +21,7 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.features import rasterize
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window as RioWindow
@@ -177,6 +177,8 @@ class SceneLabels:
             if self.mode == "direct":
                 win = RioWindow(0, row_off, info.width, height)
                 data = lds.read(1, window=win)
+                if lds.mask_flag_enums[0] == [MaskFlags.all_valid] and data.dtype == np.uint8:
+                    return data  # (h, W): no nodata to mark, no range to check
                 valid = lds.read_masks(1, window=win) > 0
             else:
                 data = np.full((height, info.width), IGNORE, np.float64)
@@ -189,6 +191,8 @@ class SceneLabels:
                     resampling=Resampling.nearest,
                 )
                 valid = data != IGNORE
+        if data.dtype == np.uint8:  # the common case: no range to check, no copy when all valid
+            return data if valid.all() else np.where(valid, data, np.uint8(IGNORE))
         if data.size and (np.nanmin(data) < 0 or np.nanmax(data[valid], initial=0) > IGNORE):
             raise InputError(
                 f"label raster {self.source} has values outside 0..255; class ids must fit uint8"

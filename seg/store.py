@@ -83,7 +83,10 @@ class BandStats:
         if not valid.any():
             return
         if pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2:
-            self._update_histogram(pixels, valid)
+            if valid.all():
+                self._update_integer_sums(pixels)
+            else:
+                self._update_histogram(pixels, valid)
             return
         v = pixels[:, valid].astype(np.float64)  # (C, n_valid)
         self.count += v.shape[1]
@@ -91,6 +94,20 @@ class BandStats:
         self.total_sq += np.square(v).sum(axis=1)
         self.minimum = np.minimum(self.minimum, v.min(axis=1))
         self.maximum = np.maximum(self.maximum, v.max(axis=1))
+
+    def _update_integer_sums(self, pixels: np.ndarray) -> None:
+        """All pixels valid, <= 16-bit integers: exact integer sums (squares fit the wider type)."""
+        wide = np.dtype(f"{pixels.dtype.kind}{2 * pixels.dtype.itemsize}")  # e.g. uint8 -> uint16
+        acc = np.uint64 if pixels.dtype.kind == "u" else np.int64
+        for b in range(pixels.shape[0]):
+            band = pixels[b]  # (H, W)
+            squares = band.astype(wide)
+            squares *= squares  # 255**2 < 2**16, 65535**2 < 2**32, (-32768)**2 < 2**31
+            self.count[b] += band.size
+            self.total[b] += float(band.sum(dtype=acc))
+            self.total_sq[b] += float(squares.sum(dtype=acc))
+            self.minimum[b] = min(self.minimum[b], float(band.min()))
+            self.maximum[b] = max(self.maximum[b], float(band.max()))
 
     def _update_histogram(self, pixels: np.ndarray, valid: np.ndarray) -> None:
         """Exact sums for <= 16-bit integers via a histogram: much faster than float64 sums."""
