@@ -58,6 +58,23 @@ def _open_root(path: str, mode: Literal["r", "r+", "a", "w", "w-"]) -> zarr.Grou
         raise StoreError(f"cannot open window store {path}: {exc}") from exc
 
 
+def _check_bucket(path: str) -> None:
+    """A missing bucket is a clear error up front (writing into it would retry for a while)."""
+    if not str(path).startswith("gs://"):
+        return
+    fs, p = segfs.filesystem(path)
+    bucket = p.split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except Exception as exc:
+        raise segfs.unreachable(path, exc) from exc
+    if not found:
+        raise StoreError(
+            f"bucket gs://{bucket} does not exist or your credentials cannot see it; create it"
+            f" (gcloud storage buckets create gs://{bucket}) or choose another --out"
+        )
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     """A zarr attribute that holds a JSON object, as a dict ({} when absent)."""
     return dict(value) if isinstance(value, dict) else {}
@@ -386,6 +403,7 @@ class WindowStore:
         cls, path: str, settings: dict[str, Any], overwrite: bool = False
     ) -> WindowStore:
         """Open a store to add scenes to, creating it; settings must match an existing store."""
+        _check_bucket(path)
         exists = segfs.exists(segfs.join(path, "zarr.json"))
         if exists and not overwrite:
             root = _open_root(path, "r+")

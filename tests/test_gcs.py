@@ -79,6 +79,6 @@ def test_missing_bucket_is_one_line(tmp_path: Path, make_scene, gcs_bucket: str)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "seg: error: cannot reach gs://no-such-bucket"
+        "seg: error: bucket gs://no-such-bucket does not exist"
     ), proc.stderr
     assert "credentials" in lines[0]
