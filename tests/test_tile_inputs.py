@@ -282,3 +282,42 @@ def test_label_matching_by_name(tmp_path: Path) -> None:
     ] == {"/s/b.tif": "/l/b_two.tif"}
     with pytest.raises(InputError, match="no label raster"):
         match_labels(["/s/c.tif"], ["/l/d_mask.tif"])
+
+
+def test_label_raster_in_another_crs_is_reprojected(tmp_path: Path, seg_run: Run) -> None:
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    image, mask = synthetic_pair(128, 128, seed=5)
+    scene = write_geotiff(tmp_path / "c.tif", image)  # EPSG:32633
+    src_t = from_origin(500000.0, 4000000.0, 0.5, 0.5)
+    dst_t, w, h = calculate_default_transform(
+        "EPSG:32633",
+        "EPSG:4326",
+        128,
+        128,
+        500000.0,
+        3999936.0,
+        500064.0,
+        4000000.0,
+        resolution=(1e-6, 1e-6),
+    )
+    lonlat = np.zeros((h, w), np.uint8)
+    reproject(
+        mask,
+        lonlat,
+        src_transform=src_t,
+        src_crs="EPSG:32633",
+        dst_transform=dst_t,
+        dst_crs="EPSG:4326",
+        resampling=Resampling.nearest,
+    )
+    label = write_geotiff(tmp_path / "c_mask.tif", lonlat, crs="EPSG:4326", transform=dst_t)
+    code, _, err = seg_run(
+        "tile", scene, "--labels", label, "--out", tmp_path / "c.zarr", "--size", "128", "-q"
+    )
+    assert code == 0, err
+    got = WindowStore.open(str(tmp_path / "c.zarr")).scenes()[0].mask[0]
+    assert (got == mask).mean() > 0.97, (
+        got == mask
+    ).mean()  # two nearest resamplings: edges differ
+    assert (got == 1).sum() > 0.9 * (mask == 1).sum()
