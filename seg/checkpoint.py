@@ -117,16 +117,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(list(state["cuda"])[: torch.cuda.device_count()])
 
 
-def save_run_checkpoint(run_dir: str, name: str, state: dict[str, Any], latest: bool) -> str:
-    """Save `name` in `run_dir`; then, only once the file is complete, point `latest.json` at it."""
+def save_run_checkpoints(
+    run_dir: str, names: list[str], state: dict[str, Any], keep: int | None = None
+) -> None:
+    """Save `state` under each of `names` in `run_dir` (serialised once), then `last.pt`, and
+    only then point `latest.json` at it: a kill at any moment leaves a complete latest."""
     import json
 
-    path = segfs.join(run_dir, name)
-    save_checkpoint(path, state)
-    if latest:
-        pointer = {"checkpoint": name, "step": int(state.get("step", 0))}
-        segfs.write_bytes_atomic(segfs.join(run_dir, LATEST), json.dumps(pointer).encode())
-    return path
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    data = buf.getvalue()
+    for name in [*names, "last.pt"]:
+        segfs.write_bytes_atomic(segfs.join(run_dir, name), data)
+        prune_snapshots(run_dir, name, keep)
+    pointer = {"checkpoint": "last.pt", "step": int(state.get("step", 0))}
+    segfs.write_bytes_atomic(segfs.join(run_dir, LATEST), json.dumps(pointer).encode())
 
 
 def _candidates(run_dir: str) -> list[str]:
@@ -184,10 +189,10 @@ def check_compatible(
         )
 
 
-def prune_snapshots(run_dir: str, name: str, keep: int) -> None:
+def prune_snapshots(run_dir: str, name: str, keep: int | None) -> None:
     """Keep the newest `keep` periodic snapshots of the kind of `name` (step_* or epoch_*)."""
     kind = name.split("_")[0]
-    if kind not in ("step", "epoch"):
+    if keep is None or kind not in ("step", "epoch"):
         return
     fs, _ = segfs.filesystem(run_dir)
     snaps = [p for p in _candidates(run_dir) if p.rsplit("/", 1)[-1].startswith(kind + "_")]

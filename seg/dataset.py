@@ -148,7 +148,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.start_batch = start_batch
 
     def __len__(self) -> int:
-        return (self.batches - self.start_batch) * self.batch_size
+        return max(0, self.batches - self.start_batch) * self.batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         need = self.batches * self.batch_size * self.world  # all ranks together

@@ -133,11 +133,7 @@ class Trainer:
     def save(self, *names: str) -> None:
         """Save on rank 0: periodic snapshots first, `last.pt` (and the pointer) last."""
         if self.ddp.is_main:
-            state = self.state()
-            for name in names:
-                ckpt.save_run_checkpoint(self.out, name, state, latest=False)
-                ckpt.prune_snapshots(self.out, name, self.cfg.checkpoint.keep)
-            ckpt.save_run_checkpoint(self.out, "last.pt", state, latest=True)
+            ckpt.save_run_checkpoints(self.out, list(names), self.state(), self.cfg.checkpoint.keep)
         if self.ddp.enabled:
             dist.barrier()
 
