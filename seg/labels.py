@@ -48,17 +48,29 @@ def scene_base(scene_stem: str) -> str:
     return _SCENE_SUFFIX.sub("", scene_stem)
 
 
-def _candidates(scene: str, files: list[str]) -> list[str]:
-    s = stem(scene)
-    base = scene_base(s)
-    out = []
-    for f in files:
-        if f == scene:
-            continue
-        fs_ = stem(f)
-        if fs_ == s or fs_.startswith(base + "_") or fs_.startswith(base + "-"):
-            out.append(f)
-    return out
+def _label_candidates(pool: list[str]) -> dict[str, set[str]]:
+    """For each file of `pool`, the other files that could be its label by the naming rule.
+
+    A file whose stem is `a_b-c` can only be the label of a scene whose stem is `a_b-c` or whose
+    base is `a` or `a_b`: look those prefixes up instead of comparing every pair of names.
+    """
+    stems = {p: stem(p) for p in pool}
+    by_stem: dict[str, list[str]] = {}
+    by_base: dict[str, list[str]] = {}
+    for p in pool:
+        by_stem.setdefault(stems[p], []).append(p)
+        by_base.setdefault(scene_base(stems[p]), []).append(p)
+    cands: dict[str, set[str]] = {p: set() for p in pool}
+    for f in pool:
+        name = stems[f]
+        owners = set(by_stem[name])
+        for i, ch in enumerate(name):
+            if ch in "_-":
+                owners.update(by_base.get(name[:i], ()))
+        owners.discard(f)
+        for owner in owners:
+            cands[owner].add(f)
+    return cands
 
 
 def match_labels(
@@ -75,12 +87,13 @@ def match_labels(
     """
     mapping = mapping or {}
     pool = sorted(set(files) | set(scenes))
-    has_own = {f: bool(_candidates(f, pool)) for f in pool}
+    cands = _label_candidates(pool)
     labels_of: dict[str, list[str]] = {}
     label_files: set[str] = set()
+    scene_set = set(scenes)
     for f in files:
-        owners = [s for s in scenes if s != f and f in _candidates(s, pool) and has_own[s]]
-        if not owners or (f in scenes and has_own.get(f, False)):
+        owners = [s for s in scenes if s != f and f in cands[s]]
+        if not owners or (f in scene_set and cands[f]):
             continue
         exact = [s for s in owners if stem(s) == stem(f)]
         owner = exact[0] if exact else max(owners, key=lambda s: len(scene_base(stem(s))))
