@@ -269,3 +269,11 @@ def test_sample_then_tile_quickstart(tmp_path: Path, seg_run: Run) -> None:
         np.testing.assert_array_equal(x.mask[:], y.mask[:])  # raster and vector labels agree
         assert (x.mask[:] == 1).any() and (x.mask[:] == 255).any()  # buildings and nodata corner
         assert x.attrs["metadata"]["sensor"] == "seg-sample"
+
+
+def test_all_nodata_scene_is_done_with_no_windows(tmp_path: Path, seg_run: Run) -> None:
+    scene = write_geotiff(tmp_path / "e.tif", np.zeros((1, 100, 100), np.uint8), nodata=0)
+    code, stdout, err = seg_run("tile", scene, "--out", tmp_path / "e.zarr", "--size", "64", "-q")
+    assert code == 0 and "0 windows, 4 skipped" in stdout, err
+    (s,) = WindowStore.open(str(tmp_path / "e.zarr")).scenes()
+    assert len(s) == 0 and s.image.shape == (0, 1, 64, 64) and s.windows.shape == (0, 4)
