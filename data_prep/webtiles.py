@@ -16,6 +16,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
+from rich.console import Console
+from rich.progress import Progress
 
 from seg import fs as segfs
 from seg.errors import InputError
@@ -94,9 +96,12 @@ def mosaic(
         segfs.local_copy_for_write(out, ".tif") as tmp,
         rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
         rasterio.open(tmp, "w", **profile) as dst,
+        Progress(console=Console(stderr=True), transient=True) as bar,
     ):
+        task = bar.add_task("chips", total=nx * ny)
         for j in range(ny):
             for i in range(nx):
+                bar.advance(task)
                 win = Window(i * chip, j * chip, chip, chip)
                 path = at_zoom.get((x0 + i, y0 + j))
                 if path is None:
