@@ -391,6 +391,27 @@ def queue_status_command(
     show_status(runs)
 
 
+@app.command("quickstart")
+def quickstart_command(
+    out: str = typer.Argument("quickstart", help="Folder (local or gs://) for everything it makes."),
+) -> None:
+    """Run the whole main job on a built-in sample: sample -> tile -> train -> predict -> eval.
+
+    Local files, CPU, no account; a few minutes on 2 cores. Safe to re-run (finished steps are
+    skipped or resumed).
+    """
+    from seg.quickstart import run_quickstart
+
+    result = run_quickstart(out)
+    typer.echo(f"mask:    {result.mask}")
+    for path in result.files:
+        typer.echo(f"report:  {path}")
+    typer.echo(
+        f"held-out scene: building IoU {result.report['building_iou']:.3f},"
+        f" mIoU {result.report['miou']:.3f}"
+    )
+
+
 def main() -> None:
     try:
         app()
