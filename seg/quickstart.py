@@ -1,9 +1,9 @@
 """`seg quickstart`: the whole main job on an embedded default, in a few minutes on 2 CPU cores.
 
-four sample scenes (synthetic, labelled: two train, one val, one test) -> `seg tile` -> a short
-`seg train` -> `seg predict` on the test scene -> `seg eval` (report + overlay PNG). Local files, CPU, no account. Every step is
-the same library call the commands make, and each one skips or resumes finished work, so running
-it again is cheap.
+Four synthetic labelled sample scenes (two train, one val, one test) -> `seg tile` -> a short
+`seg train` -> `seg predict` on the test scene -> `seg eval` (report + overlay PNG). Local files,
+CPU, no account. Each step is the same library call its command makes and skips or resumes
+finished work, so running it again is cheap.
 """
 
 from __future__ import annotations
