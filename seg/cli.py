@@ -397,8 +397,7 @@ def quickstart_command(
 ) -> None:
     """Run the whole main job on a built-in sample: sample -> tile -> train -> predict -> eval.
 
-    Local files, CPU, no account; a few minutes on 2 cores. Safe to re-run (finished steps are
-    skipped or resumed).
+    Local files, CPU, no account, minutes on 2 cores; re-running skips finished steps.
     """
     from seg.quickstart import run_quickstart
 
