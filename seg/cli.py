@@ -10,9 +10,9 @@ import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import typer  # noqa: E402
+import typer
 
-from seg.errors import SegError  # noqa: E402
+from seg.errors import SegError
 
 app = typer.Typer(
     name="seg",
@@ -393,7 +393,7 @@ def queue_status_command(
 
 @app.command("quickstart")
 def quickstart_command(
-    out: str = typer.Argument("quickstart", help="Folder (local or gs://) for everything it makes."),
+    out: str = typer.Argument("quickstart", help="Folder (local or gs://) for all it makes."),
 ) -> None:
     """Run the whole main job on a built-in sample: sample -> tile -> train -> predict -> eval.
 
