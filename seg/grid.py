@@ -44,9 +44,7 @@ def windows(height: int, width: int, size: int, stride: int) -> list[Window]:
     """Row-major windows covering a `height` x `width` scene."""
     rows = axis_offsets(height, size, stride)
     cols = axis_offsets(width, size, stride)
-    return [
-        Window(r, c, min(size, height - r), min(size, width - c)) for r in rows for c in cols
-    ]
+    return [Window(r, c, min(size, height - r), min(size, width - c)) for r in rows for c in cols]
 
 
 def check_geometry(size: int, stride: int, allow_gaps: bool = False) -> None:

@@ -14,7 +14,7 @@ IGNORE = 255
 
 
 def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
-    """(K, K) int64 counts, rows = truth, columns = prediction; ignore/out-of-range truth skipped."""
+    """(K, K) int64 counts: rows truth, columns prediction; ignore/out-of-range truth skipped."""
     pred = np.asarray(pred).ravel().astype(np.int64)
     truth = np.asarray(truth).ravel().astype(np.int64)
     keep = (truth != IGNORE) & (truth >= 0) & (truth < num_classes)

@@ -82,7 +82,7 @@ def synthetic_pair(
 
 @pytest.fixture
 def make_scene(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
-    """Factory: make_scene(name, height, width, bands=3, nodata=None, ...) -> (scene, mask) paths."""
+    """Factory: make_scene(name, height, width, bands=3, ...) -> (scene, mask) paths."""
 
     def make(
         name: str = "scene",
