@@ -105,6 +105,7 @@ def test_store_and_run_dir_on_gcs_resume_as_one_run(
     fs.put(str(local), f"{bucket}/train-test/ds.zarr", recursive=True)
     store, run = f"{gcs_bucket}/train-test/ds.zarr", f"{gcs_bucket}/train-test/run"
     args = train_args(store, run, "train.steps_per_epoch=1", "train.preview_windows=1")
+    args += ["--set", "data.num_workers=1"]  # a worker process opens its own gs:// handle
     code, err = seg_inprocess(monkeypatch, capsys, *args, "--set", "train.epochs=1")
     assert code == 0, err
     code, err = seg_inprocess(
