@@ -216,3 +216,21 @@ def test_lr_schedule_warms_up_then_decays(name: str) -> None:
         assert f[-1] == 1.0
     else:
         assert all(a >= b for a, b in itertools.pairwise(f[10:])) and f[-1] < 0.05
+
+
+def test_encoder_weights_from_a_file(tmp_path: Path) -> None:
+    from seg.errors import ConfigError
+    from seg.models.unet import build_unet, load_encoder_weights
+
+    source = build_unet({"in_channels": 3, "num_classes": 2})
+    path = tmp_path / "mobilenet_v2_encoder.pt"
+    torch.save(source.encoder.state_dict(), path)  # type: ignore[union-attr]
+    target = build_unet({"in_channels": 3, "num_classes": 2})
+    load_encoder_weights(target, str(path))
+    for key, value in source.encoder.state_dict().items():  # type: ignore[union-attr]
+        assert torch.equal(value, target.encoder.state_dict()[key])  # type: ignore[union-attr]
+    four = build_unet({"in_channels": 4, "num_classes": 2})
+    with pytest.raises(ConfigError, match="does not fit"):
+        load_encoder_weights(four, str(path))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_encoder_weights(four, str(tmp_path / "missing.pt"))
