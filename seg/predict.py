@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import rasterio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,7 +25,7 @@ from seg.errors import ConfigError, InputError
 from seg.grid import Window, check_geometry, windows
 from seg.labels import stem
 from seg.outputs import SceneOutputs, check_writable, output_paths
-from seg.pipeline import Behind, prefetch
+from seg.pipeline import Behind, prefetch, return_freed_memory
 from seg.predictor import Predictor, load_predictor
 from seg.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
 from seg.stitch import Sink, Stitcher
@@ -149,6 +150,13 @@ def check_scene(info: SceneInfo, ckpt: dict[str, Any], bands_given: bool) -> Non
         )
 
 
+def block_cache(ds: Any, size: int) -> int:
+    """GDAL block cache in bytes: two strips of input blocks plus output tile rows, not GDAL's
+    default 5 % of RAM, which would let cached blocks grow with the scene's height."""
+    strip = ds.count * np.dtype(ds.dtypes[0]).itemsize * max(size, 512) * ds.width
+    return int(max(64 * 2**20, 3 * strip))
+
+
 def parse_bands(bands: str | list[int] | None) -> list[int] | None:
     """ "4,3,2" -> [4, 3, 2]."""
     if bands is None or isinstance(bands, list):
@@ -198,6 +206,7 @@ def predict_scenes(
     `network` replaces the checkpoint's (predictor, description) -- for benchmarks only.
     """
     started = time.perf_counter()
+    return_freed_memory()
     if store is not None and scenes:
         raise ConfigError("give either SCENE... or --store, not both")
     if store is None and not scenes:
@@ -253,7 +262,7 @@ def predict_scenes(
                 summary.skipped += 1
                 bar.advance(t_scenes)
                 continue
-            with open_raster(path) as ds:
+            with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
                 info = scene_info(ds, path, read_bands, pixel_space)
                 if bands is None:  # the scene's own band count, not the checkpoint's selection
                     info_all = scene_info(ds, path, None, pixel_space)

@@ -22,6 +22,7 @@ from seg.grid import Window
 
 # sink(row_start, probs (K, n, W) float32, valid (n, W) bool): finished output rows, in order.
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
+EMIT_ROWS = 64
 
 
 def ramp(overlap: int) -> np.ndarray:
@@ -155,10 +156,13 @@ class Stitcher:
         rows = min(rows, self.height - self.top)
         if rows <= 0:
             return
-        den = self.den[:rows]
-        covered = den > 0
-        probs = self.num[:, :rows] / np.where(covered, den, 1.0)  # (K, rows, W): divided once
-        self.sink(self.top, probs, self.valid[:rows] & covered)
+        # In chunks of EMIT_ROWS so the sink's temporaries (argmax, encoding) stay small.
+        for r0 in range(0, rows, EMIT_ROWS):
+            r1 = min(rows, r0 + EMIT_ROWS)
+            den = self.den[r0:r1]
+            covered = den > 0
+            probs = self.num[:, r0:r1] / np.where(covered, den, 1.0)  # (K, n, W): divided once
+            self.sink(self.top + r0, probs, self.valid[r0:r1] & covered)
 
     def finish(self) -> None:
         """Emit every remaining row; afterwards all `height` rows have been handed to the sink."""
