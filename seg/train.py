@@ -300,7 +300,11 @@ def run_training(
     cfg = load_config(TrainConfig, config, overrides)
     try:
         return Trainer(cfg, data, out, resume, gpus).run()
-    except torch.OutOfMemoryError as exc:
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        # CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError naming the failure.
+        oom = isinstance(exc, torch.OutOfMemoryError | MemoryError)
+        if not oom and "can't allocate memory" not in str(exc):
+            raise
         raise ResourceError(
             f"out of memory at data.batch_size={cfg.data.batch_size}; lower the batch size"
             f" (e.g. --set data.batch_size={max(1, cfg.data.batch_size // 2)})"

@@ -119,6 +119,7 @@ BAD_CASES = {
     "classes disagree": (["data.classes=[sky,sea]"], "disagree with the store"),
     "missing gpu": (["--gpus", "7"], "GPU"),
     "bad early stopping metric": (["early_stopping.metric=iou/cat"], "early_stopping.metric"),
+    "batch too big for the RAM": (["data.batch_size=100000"], "GiB of RAM"),
 }
 
 
