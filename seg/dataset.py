@@ -21,6 +21,7 @@ from seg.augment import apply_augment, build_augment
 from seg.config import AugmentSection, DataSection, TrainConfig
 from seg.errors import ConfigError, StoreError
 from seg.store import WindowStore
+from seg.window_reader import WindowReader
 
 
 @dataclass
@@ -90,8 +91,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.index = index  # (N, 2): scene number, window number
         self.pipeline = build_augment(augment, self.size) if augment is not None else None
         self._pid = -1
-        # Per process: (image, mask) zarr arrays of each scene, opened once (metadata read once).
-        self._arrays: list[tuple[Any, Any]] = []
+        # Per process: (image, mask) readers of each scene, opened once (metadata read once).
+        self._arrays: list[tuple[WindowReader, WindowReader]] = []
 
     def __len__(self) -> int:
         return len(self.index)
@@ -101,11 +102,15 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         state["_arrays"], state["_pid"] = [], -1  # workers open their own handles
         return state
 
-    def _scene_arrays(self, k: int) -> tuple[Any, Any]:
+    def _scene_arrays(self, k: int) -> tuple[WindowReader, WindowReader]:
         if self._pid != os.getpid():
             store = WindowStore.open(self.store_path)
             scenes = [store.scene(s) for s in self.scene_ids]
-            self._arrays = [(scene.image, scene.mask) for scene in scenes]
+            # Masks exist: checked in __init__. The readers bypass zarr for local stores.
+            self._arrays = [
+                (WindowReader(scene.image), WindowReader(scene.mask))  # type: ignore[arg-type]
+                for scene in scenes
+            ]
             self._pid = os.getpid()
         return self._arrays[k]
 
@@ -113,7 +118,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         """Raw window i: image (C, S, S) store dtype, mask (S, S) uint8."""
         k, w = (int(x) for x in self.index[i])
         image, mask = self._scene_arrays(k)
-        return np.asarray(image[w]), np.asarray(mask[w])
+        return image.read(w), mask.read(w)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, seed = item if isinstance(item, tuple) else (item, None)
