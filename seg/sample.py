@@ -99,8 +99,8 @@ def write_sample(out_dir: str, scenes: int = 3, size: int = 512, seed: int = 0) 
             segfs.join(out_dir, f"{name}_image.json"), json.dumps(meta).encode()
         )
         for r, c, h, w in boxes:
-            xa, ya = transform * (c, r)
-            xb, yb = transform * (c + w, r + h)
+            xa, ya = transform @ (c, r)
+            xb, yb = transform @ (c + w, r + h)
             lon, lat = to_lonlat.transform([xa, xb, xb, xa, xa], [ya, ya, yb, yb, ya])
             poly = shapely.Polygon(zip(lon, lat, strict=True))
             features.append(
