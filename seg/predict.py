@@ -30,8 +30,8 @@ from seg.predictor import Predictor, load_predictor
 from seg.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
 from seg.stitch import Sink, Stitcher
 
-# read(row_off, height) -> image (C, height, W) raw pixels, valid (height, W) bool
-StripReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+# read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
+WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -61,7 +61,7 @@ def padded(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def batches(
-    read: StripReader,
+    read: WindowReader,
     height: int,
     width: int,
     size: int,
@@ -74,15 +74,12 @@ def batches(
     wins: list[Window] = []
     xs: list[np.ndarray] = []
     valids: list[np.ndarray] = []
-    row, image, valid = -1, np.empty(0), np.empty(0)
     for win in grid:
-        if win.row_off != row:  # one read per row of windows, full width
-            row = win.row_off
-            image, valid = read(row, win.height)  # (C, h, W), (h, W)
-        sl = np.s_[:, win.col_off : win.col_off + win.width]
-        v = valid[sl]
+        # One read per window: input memory stays per window, whatever the scene's width;
+        # GDAL's block cache (see block_cache) serves the overlap with the previous window.
+        image, v = read(win.row_off, win.height, win.col_off, win.width)  # (C, h, w), (h, w)
         wins.append(win)
-        xs.append(padded(predictor.normalise(image[(slice(None), *sl)], v), size))
+        xs.append(padded(predictor.normalise(image, v), size))
         valids.append(v)
         if len(wins) == batch_size:
             yield wins, np.stack(xs), valids
@@ -92,7 +89,7 @@ def batches(
 
 
 def stitch_scene(
-    read: StripReader,
+    read: WindowReader,
     height: int,
     width: int,
     size: int,
@@ -108,8 +105,11 @@ def stitch_scene(
     stitcher = Stitcher(height, width, num_classes, size, overlap, sink)
 
     def blend(wins: list[Window], probs: np.ndarray, valids: list[np.ndarray]) -> None:
+        top = stitcher.top
         for win, p, v in zip(wins, probs, valids, strict=True):
             stitcher.add(win, p, v)
+        if stitcher.top != top:  # a row of windows is done: its buffers are free
+            return_freed_memory()
 
     # Reading runs one batch ahead and blending + writing one behind the network (seg.pipeline).
     behind = Behind()
@@ -150,11 +150,18 @@ def check_scene(info: SceneInfo, ckpt: dict[str, Any], bands_given: bool) -> Non
         )
 
 
+def window_reader(ds: Any, info: SceneInfo) -> WindowReader:
+    def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_strip(ds, info, row, height, col, width)
+
+    return read
+
+
 def block_cache(ds: Any, size: int) -> int:
     """GDAL block cache in bytes: two strips of input blocks plus output tile rows, not GDAL's
     default 5 % of RAM, which would let cached blocks grow with the scene's height."""
     strip = ds.count * np.dtype(ds.dtypes[0]).itemsize * max(size, 512) * ds.width
-    return int(max(64 * 2**20, 3 * strip))
+    return int(max(64 * 2**20, 2 * strip))
 
 
 def parse_bands(bands: str | list[int] | None) -> list[int] | None:
@@ -206,7 +213,6 @@ def predict_scenes(
     `network` replaces the checkpoint's (predictor, description) -- for benchmarks only.
     """
     started = time.perf_counter()
-    return_freed_memory()
     if store is not None and scenes:
         raise ConfigError("give either SCENE... or --store, not both")
     if store is None and not scenes:
@@ -275,7 +281,7 @@ def predict_scenes(
                 )
                 with writer.open() as sink:
                     summary.windows += stitch_scene(
-                        functools.partial(read_strip, ds, info),
+                        window_reader(ds, info),
                         info.height,
                         info.width,
                         size,

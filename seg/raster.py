@@ -157,14 +157,21 @@ def sidecar_metadata(path: str) -> dict[str, Any]:
 
 
 def read_strip(
-    ds: DatasetReader, info: SceneInfo, row_off: int, height: int
+    ds: DatasetReader,
+    info: SceneInfo,
+    row_off: int,
+    height: int,
+    col_off: int = 0,
+    width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read full-width rows [row_off, row_off+height): image (C, h, W) and valid (h, W) bool.
 
     Reading a strip of windows at once (rather than each window) touches every block once per
     strip, which keeps striped and tiled GeoTIFFs near their read speed with memory ~ width.
+    `col_off`/`width` read only part of the rows (one window; GDAL's block cache then serves
+    the neighbours).
     """
-    win = RioWindow(0, row_off, info.width, height)
+    win = RioWindow(col_off, row_off, info.width - col_off if width is None else width, height)
     image = ds.read(info.bands, window=win)  # (C, h, W)
     if info.all_valid:
         valid = np.ones(image.shape[1:], bool)

@@ -45,8 +45,9 @@ def stitched(
         probs[:, row : row + p.shape[1]] = p
         out_valid[row : row + p.shape[1]] = v
 
-    def read(row: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-        return image[:, row : row + height], valid[row : row + height]
+    def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = slice(row, row + height), slice(col, col + width)
+        return image[:, rows, cols], valid[rows, cols]
 
     stitch_scene(read, h, w, size, overlap, predictor, K, sink, batch_size=3)
     return probs, out_valid, calls
@@ -179,10 +180,11 @@ def test_errors_while_reading_or_writing_reach_the_caller(pixel_model, where: st
     image = np.zeros((C, 200, 50), np.uint8)
     valid = np.ones((200, 50), bool)
 
-    def read(row: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         if where == "read" and row > 64:
             raise OSError("disk gone")
-        return image[:, row : row + height], valid[row : row + height]
+        rows, cols = slice(row, row + height), slice(col, col + width)
+        return image[:, rows, cols], valid[rows, cols]
 
     def sink(row: int, p: np.ndarray, v: np.ndarray) -> None:
         if where == "sink" and row > 0:
