@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from seg.losses import build_loss
 from seg.models.pix2pix import (
     build_discriminator,
     discriminator_accuracy,
@@ -34,7 +33,7 @@ from seg.models.pix2pix import (
     one_hot,
     patch_weights,
 )
-from seg.steps import Step, StepSpec, build_optimizer, build_scheduler, clip_and_norm
+from seg.steps import SegmentationStep, StepSpec, build_scaler, build_scheduler, scaled_update
 
 if TYPE_CHECKING:
     from seg.config import TrainConfig
@@ -44,21 +43,18 @@ IGNORE = 255
 EMA = 0.05  # smoothing of the collapse monitors: ~20-step memory
 
 
-class AdversarialStep(Step):
-    """UNet-MobileNetV2 generator + PatchGAN discriminator, trained as a conditional GAN."""
+class AdversarialStep(SegmentationStep):
+    """UNet-MobileNetV2 generator + PatchGAN discriminator, trained as a conditional GAN.
+
+    The generator side (network, loss, optimizer, scheduler, scaler, evaluation) is
+    SegmentationStep's; this class adds the discriminator and the adversarial updates.
+    """
 
     def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
+        # G first, then D: the order in which they draw their initial weights from the RNG.
         super().__init__(cfg, spec)
-        from seg.models.unet import build_unet
-
         p = cfg.pix2pix
         self.p = p
-        section = {
-            **cfg.model.model_dump(),
-            "in_channels": spec.in_channels,
-            "num_classes": spec.num_classes,
-        }
-        g = build_unet(section).to(spec.device)
         d = build_discriminator(
             spec.in_channels,
             spec.num_classes,
@@ -68,31 +64,19 @@ class AdversarialStep(Step):
             spectral_norm=p.spectral_norm,
         ).to(spec.device)
         if spec.channels_last:
-            g = g.to(memory_format=torch.channels_last)
             d = d.to(memory_format=torch.channels_last)
-        self.g_net, self.d_net = g, d
-        self.g_model: nn.Module = spec.wrap(g)
+        self.d_net = d
         self.d_model: nn.Module = spec.wrap(d)
-        self.g_forward: Any = torch.compile(self.g_model) if spec.compile else self.g_model
-        self.loss_fn = build_loss(cfg.loss, spec.num_classes, spec.device)
-        self.optimizer = build_optimizer(g.parameters(), cfg)
         # TTUR: D has its own LR; beta1 0.5 is the usual GAN setting (Radford et al. 2015).
         self.optimizer_d = torch.optim.Adam(d.parameters(), lr=p.lr_d, betas=(p.beta1_d, 0.999))
-        self.scheduler = build_scheduler(self.optimizer, cfg, spec.total_steps)
         self.scheduler_d = build_scheduler(self.optimizer_d, cfg, spec.total_steps)
-        fp16 = spec.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(spec.device.type, enabled=fp16)
-        self.scaler_d = torch.amp.GradScaler(spec.device.type, enabled=fp16)
+        self.scaler_d = build_scaler(spec)
         self.noise_steps = p.instance_noise_steps or max(1, spec.total_steps // 2)
         # Bookkeeping that checkpoints carry so a resumed run logs and anneals identically.
         self.steps_done = 0
         self.monitor = {"d_excess": math.nan, "d_warned": 0.0, "collapse_run": 0.0}
 
-    # --- the Step contract -----------------------------------------------------------------
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.g_net
+    # --- the Step contract (generator parts inherited) --------------------------------------
 
     @property
     def discriminator(self) -> nn.Module:
@@ -126,37 +110,22 @@ class AdversarialStep(Step):
         self.steps_done += 1
         return stats
 
-    @torch.no_grad()
-    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
-        with self.spec.autocast():
-            logits = self.g_net(self._prepare(image))
-        return logits.float()
-
-    @torch.no_grad()
-    def eval_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> float:
-        return float(self.loss_fn(logits, mask))
-
     def step_schedulers(self) -> None:
-        self.scheduler.step()
+        super().step_schedulers()
         self.scheduler_d.step()
 
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
     def train(self) -> None:
-        self.g_model.train()
+        super().train()
         self.d_model.train()
 
     def eval(self) -> None:
-        self.g_model.eval()
+        super().eval()
         self.d_model.eval()
 
     def state_dict(self) -> dict[str, Any]:
+        # "state_dict" holds the generator only, so `seg predict` loads a pix2pix checkpoint.
         return {
-            "state_dict": self.g_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            **super().state_dict(),
             "discriminator": self.d_net.state_dict(),
             "optimizer_d": self.optimizer_d.state_dict(),
             "scheduler_d": self.scheduler_d.state_dict(),
@@ -165,11 +134,7 @@ class AdversarialStep(Step):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.g_net.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        super().load_state_dict(state)
         if "discriminator" not in state:
             # A plain segmentation checkpoint: warm-start G, D starts fresh.
             log.warning("checkpoint has no discriminator: starting D from scratch")
@@ -184,15 +149,6 @@ class AdversarialStep(Step):
         self.monitor.update({k: float(v) for k, v in extra.items() if k in self.monitor})
 
     # --- the two updates -------------------------------------------------------------------
-
-    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        if self.spec.channels_last:
-            return image.contiguous(memory_format=torch.channels_last)
-        return image
-
-    def _generate(self, image: torch.Tensor) -> torch.Tensor:
-        with self.spec.autocast():
-            return self.g_forward(image).float()
 
     def _noisy(self, x: torch.Tensor, valid: torch.Tensor, sigma: float) -> torch.Tensor:
         """Instance noise (Sønderby et al. 2016): blurs the one-hot vs softmax giveaway early on."""
@@ -246,11 +202,9 @@ class AdversarialStep(Step):
         if not self.spec.all_finite(loss):  # every DDP rank skips, or none does
             stats["d_loss"] = math.nan
             return stats
-        self.scaler_d.scale(loss).backward()
-        self.scaler_d.unscale_(self.optimizer_d)
-        stats["grad_norm_d"] = clip_and_norm(self.d_net.parameters(), self.cfg.optim.grad_clip)
-        self.scaler_d.step(self.optimizer_d)
-        self.scaler_d.update()
+        stats["grad_norm_d"] = scaled_update(
+            loss, self.optimizer_d, self.scaler_d, self.d_net.parameters(), self.cfg.optim.grad_clip
+        )
         stats["d_acc"] = discriminator_accuracy(p.gan_loss, out_real, out_fake, weights)
         # Near 0 when D separates real from fake perfectly (smoothed BCE never reaches 0 itself).
         floor = loss_floor(p.gan_loss, t_real, weights) + loss_floor(p.gan_loss, t_fake, weights)
@@ -284,11 +238,7 @@ class AdversarialStep(Step):
             self.d_net.requires_grad_(True)
             return stats
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        stats["grad_norm"] = clip_and_norm(self.g_net.parameters(), self.cfg.optim.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        stats["grad_norm"] = self._update_generator(loss)
         self.d_net.requires_grad_(True)
         return stats
 

@@ -193,6 +193,27 @@ def clip_and_norm(params: Any, max_norm: float | None) -> float:
     return float(norm)
 
 
+def build_scaler(spec: StepSpec) -> torch.amp.GradScaler:
+    """A grad scaler only matters for fp16; disabled it is a pass-through."""
+    return torch.amp.GradScaler(spec.device.type, enabled=spec.amp_dtype == torch.float16)
+
+
+def scaled_update(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    params: Any,
+    max_norm: float | None,
+) -> float:
+    """Backward through the scaler, unscale, clip, optimizer step; the grad norm before clipping."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    norm = clip_and_norm(params, max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return norm
+
+
 class SegmentationStep(Step):
     """UNet-MobileNetV2 trained with the configured loss; AMP (bf16/fp16 + GradScaler)."""
 
@@ -214,10 +235,7 @@ class SegmentationStep(Step):
         self.loss_fn = build_loss(cfg.loss, spec.num_classes, spec.device)
         self.optimizer = build_optimizer(net.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, spec.total_steps)
-        # A grad scaler only matters for fp16; disabled it is a pass-through.
-        self.scaler = torch.amp.GradScaler(
-            spec.device.type, enabled=spec.amp_dtype == torch.float16
-        )
+        self.scaler = build_scaler(spec)
 
     @property
     def generator(self) -> nn.Module:
@@ -230,19 +248,24 @@ class SegmentationStep(Step):
             else image
         )
 
+    def _generate(self, image: torch.Tensor) -> torch.Tensor:
+        """Training forward of the (wrapped, maybe compiled) network: float32 logits."""
+        with self.spec.autocast():
+            return self.forward(image).float()
+
+    def _update_generator(self, loss: torch.Tensor) -> float:
+        """Backward + step of the generator's optimizer; the grad norm before clipping."""
+        return scaled_update(
+            loss, self.optimizer, self.scaler, self.net.parameters(), self.cfg.optim.grad_clip
+        )
+
     def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
-        with self.spec.autocast():
-            logits = self.forward(self._prepare(image))
-        loss = self.loss_fn(logits.float(), mask)
+        loss = self.loss_fn(self._generate(self._prepare(image)), mask)
         if not self.spec.all_finite(loss):
             value = float(loss.detach())
             return {"loss": value if not math.isfinite(value) else math.nan}
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = clip_and_norm(self.net.parameters(), self.cfg.optim.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        grad_norm = self._update_generator(loss)
         return {"loss": float(loss.detach()), "grad_norm": grad_norm}
 
     @torch.no_grad()
