@@ -184,6 +184,7 @@ class TrainData:
     bands: int  # channels per window
     band_ids: list[int]  # the scene bands (1-based) the windows hold: what predict must read
     size: int
+    dtype: str  # the scenes' pixel type: predict refuses scenes of another type
 
 
 def open_data(data: str, cfg: DataSection) -> TrainData:
@@ -206,7 +207,8 @@ def open_data(data: str, cfg: DataSection) -> TrainData:
                 " tile scenes into it or choose the split with data.train_split/data.val_split"
             )
     train_ids = ids[cfg.train_split]
-    bands, size = int(store.scene(train_ids[0]).image.shape[1]), int(store.settings["size"])
+    first = store.scene(train_ids[0]).image
+    bands, size = int(first.shape[1]), int(store.settings["size"])
     if size % 32:
         raise StoreError(
             f"{data} has {size} px windows; UNet needs a multiple of 32 (re-tile with --size)"
@@ -214,7 +216,15 @@ def open_data(data: str, cfg: DataSection) -> TrainData:
     listed = store.settings.get("bands")
     band_ids = listed if isinstance(listed, list) else list(range(1, bands + 1))
     return TrainData(
-        data, store, train_ids, ids[cfg.val_split], store.classes, bands, band_ids, size
+        data,
+        store,
+        train_ids,
+        ids[cfg.val_split],
+        store.classes,
+        bands,
+        band_ids,
+        size,
+        str(first.dtype),
     )
 
 

@@ -101,8 +101,8 @@ def scene_info(
         if ds.gcps[0]:
             raise InputError(
                 f"{path} has only ground control points, no geotransform; warp it first"
-                " (gdalwarp -t_srs EPSG:XXXX in.tif out.tif) or pass --pixel-space to tile it"
-                " in pixel coordinates"
+                " (gdalwarp -t_srs EPSG:XXXX in.tif out.tif) or pass --pixel-space"
+                " to work in pixel coordinates"
             )
         raise InputError(
             f"{path} has no georeference (no CRS, no geotransform); pass --pixel-space to tile"

@@ -119,6 +119,7 @@ class Trainer:
             },
             "class_names": self.classes,
             "bands": self.data.band_ids,
+            "dtype": self.data.dtype,
             "band_stats": self.norm.to_json(),
             "size": self.size,
             "config": self.cfg.model_dump(mode="json"),

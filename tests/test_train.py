@@ -54,6 +54,7 @@ def test_short_run_writes_checkpoints_logs_and_a_usable_model(
     state = load_checkpoint(str(out / "last.pt"))
     assert state["class_names"] == ["background", "building"]
     assert len(state["band_stats"]["mean"]) == 3 and state["bands"] == [1, 2, 3]
+    assert state["dtype"] == "uint8"  # seg predict refuses scenes of another pixel type
     net = model_from_checkpoint(state)
     assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 64, 64)
     # TensorBoard got scalars, per-class metrics and the preview grid.
