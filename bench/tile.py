@@ -110,7 +110,8 @@ print(json.dumps({{"seconds": dt, "cpu": cpu, "windows": s.windows, "bytes": s.b
 def io_limit(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, float]:
     """Read the scene (and mask) once by strips + write the same windows to zarr in whole shards."""
     import zarr
-    from zarr.codecs import BloscCodec, BloscShuffle
+
+    from seg.store import IMAGE_CODEC, MASK_CODEC
 
     t0, c0 = time.perf_counter(), time.process_time()
     strips = []
@@ -132,7 +133,6 @@ def io_limit(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, floa
     masks = np.concatenate(
         [m[:, : width // size * size].reshape(size, -1, size).transpose(1, 0, 2) for _, m in strips]
     )
-    codec = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
     group = zarr.open_group(str(out), mode="w")
     t0, c0 = time.perf_counter(), time.process_time()
     n, c = images.shape[:2]
@@ -142,7 +142,7 @@ def io_limit(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, floa
         chunks=(1, c, size, size),
         shards=(16, c, size, size),
         dtype=images.dtype,
-        compressors=[codec],
+        compressors=[IMAGE_CODEC],
         fill_value=0,
     )
     m = group.create_array(
@@ -151,7 +151,7 @@ def io_limit(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, floa
         chunks=(1, size, size),
         shards=(16, size, size),
         dtype="uint8",
-        compressors=[codec],
+        compressors=[MASK_CODEC],
         fill_value=255,
     )
     for i in range(0, n, 16):
