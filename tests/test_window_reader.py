@@ -62,3 +62,19 @@ def test_corrupt_shard_index_is_an_error(tmp_path: Path) -> None:
     reader = WindowReader(WindowStore.open(str(path)).scene("a").image)
     with pytest.raises(OSError, match="checksum"):
         reader.read(0)
+
+
+def test_gcs_store_goes_through_zarr(tmp_path: Path, gcs_bucket: str) -> None:
+    from seg import fs as segfs
+
+    local = write_window_store(tmp_path / "ds.zarr", {"a": "train"}, 32, 5)
+    fs, _ = segfs.filesystem(gcs_bucket)
+    fs.put(str(local), f"{gcs_bucket.removeprefix('gs://')}/wr/ds.zarr", recursive=True)
+    remote = WindowStore.open(f"{gcs_bucket}/wr/ds.zarr").scene("a")
+    here = WindowStore.open(str(local)).scene("a")
+    for array, same in ((remote.image, here.image), (remote.mask, here.mask)):
+        assert array is not None and same is not None
+        reader = WindowReader(array)
+        assert reader.layout is None  # not a local file: zarr reads it
+        for w in range(5):
+            np.testing.assert_array_equal(reader.read(w), same[w])
