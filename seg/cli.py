@@ -29,7 +29,14 @@ app = typer.Typer(
 def shard_default(name: str) -> int | None:
     """Cloud Batch array jobs set BATCH_TASK_INDEX/BATCH_TASK_COUNT; use them as defaults."""
     value = os.environ.get(name)
-    return int(value) if value not in (None, "") else None
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        from seg.errors import ConfigError
+
+        raise ConfigError(f"${name}={value!r} is not an integer; unset it or fix it") from None
 
 
 # --- commands are added below, one function per command, each calling one library function ---
