@@ -22,7 +22,6 @@ Writes are atomic (see `seg.fs.write_bytes_atomic`): a kill never leaves a broke
 from __future__ import annotations
 
 import io
-import pickle
 from typing import Any
 
 import torch
@@ -49,10 +48,13 @@ def load_checkpoint(path: str) -> dict[str, Any]:
         raise segfs.unreachable(path, exc) from exc
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as exc:
+    except Exception as exc:
+        # Any failure of the restricted unpickler means the bytes are not a checkpoint we can
+        # load safely (text, truncated file, foreign objects); it never runs code from them.
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(
             f"{path} is not a readable seg checkpoint (corrupt, truncated, or it holds objects"
-            f" that are not allowed to load safely): {str(exc).splitlines()[0][:200]}"
+            f" that are not allowed to load safely): {reason}"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
