@@ -29,13 +29,10 @@ class BandStats:
 
     def update(self, pixels: np.ndarray, valid: np.ndarray) -> None:
         """Add `pixels` (C, H, W) where `valid` (H, W) is True."""
-        if not valid.any():
-            return
         if pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2:
-            if valid.all():
-                self._update_integer_sums(pixels)
-            else:
-                self._update_histogram(pixels, valid)
+            self._update_integer(pixels, valid)
+            return
+        if not valid.any():
             return
         v = pixels[:, valid].astype(np.float64)  # (C, n_valid)
         self.count += v.shape[1]
@@ -44,47 +41,36 @@ class BandStats:
         self.minimum = np.minimum(self.minimum, v.min(axis=1))
         self.maximum = np.maximum(self.maximum, v.max(axis=1))
 
-    def _update_integer_sums(self, pixels: np.ndarray) -> None:
-        """All pixels valid, <= 16-bit integers: exact integer sums (squares fit the wider type)."""
-        wide = np.dtype(f"{pixels.dtype.kind}{2 * pixels.dtype.itemsize}")  # e.g. uint8 -> uint16
-        acc = np.uint64 if pixels.dtype.kind == "u" else np.int64
-        for b in range(pixels.shape[0]):
-            band = pixels[b]  # (H, W)
-            squares = band.astype(wide)
-            squares *= squares  # 255**2 < 2**16, 65535**2 < 2**32, (-32768)**2 < 2**31
-            self.count[b] += band.size
-            self.total[b] += float(band.sum(dtype=acc))
-            self.total_sq[b] += float(squares.sum(dtype=acc))
-            self.minimum[b] = min(self.minimum[b], float(band.min()))
-            self.maximum[b] = max(self.maximum[b], float(band.max()))
-
-    def _update_histogram(self, pixels: np.ndarray, valid: np.ndarray) -> None:
-        """Exact sums for <= 16-bit integers via a histogram: much faster than float64 sums."""
-        bits = 8 * pixels.dtype.itemsize
-        unsigned = np.dtype(f"uint{bits}")
-        signed = pixels.dtype.kind == "i"
-        offset = 1 << (bits - 1) if signed else 0
-        invalid = ~valid
-        n_invalid = int(invalid.sum())
-        for b in range(pixels.shape[0]):
-            # Signed values map order-preserving onto unsigned ones by flipping the sign bit.
-            band = pixels[b].view(unsigned)  # (H, W)
-            if signed:
-                band = band ^ unsigned.type(offset)
-            if n_invalid * 2 < band.size:  # mostly valid: all pixels minus the few invalid ones
-                hist = np.bincount(band.ravel(), minlength=1 << bits)
-                if n_invalid:
-                    hist -= np.bincount(band[invalid], minlength=1 << bits)
-            else:
-                hist = np.bincount(band[valid], minlength=1 << bits)
-            h = hist.astype(np.float64)
-            nz = np.flatnonzero(hist)
-            values = np.arange(h.size, dtype=np.float64) - offset
-            self.count[b] += h.sum()
-            self.total[b] += float(h @ values)
-            self.total_sq[b] += float(h @ np.square(values))
-            self.minimum[b] = min(self.minimum[b], values[nz[0]])
-            self.maximum[b] = max(self.maximum[b], values[nz[-1]])
+    def _update_integer(self, pixels: np.ndarray, valid: np.ndarray) -> None:
+        """<= 16-bit integers: exact integer sums over all pixels, minus the few invalid ones."""
+        n = valid.size
+        n_valid = int(np.count_nonzero(valid))
+        if n_valid == 0:
+            return
+        flat = np.ascontiguousarray(pixels).reshape(pixels.shape[0], n)  # (C, H*W), a view
+        if n_valid * 2 < n:  # mostly invalid: gather the valid pixels instead
+            flat, n = flat[:, valid.ravel()], n_valid  # (C, n_valid)
+        invalid = np.flatnonzero(~valid.ravel()) if n > n_valid else None  # (n_invalid,)
+        info = np.iinfo(pixels.dtype)
+        for b in range(flat.shape[0]):
+            band = flat[b]  # (n,)
+            total, total_sq = _integer_sums(band)
+            lo, hi = band.min(), band.max()
+            if invalid is not None:
+                gone = band[invalid]
+                t, q = _integer_sums(gone)
+                total, total_sq = total - t, total_sq - q
+                # Min/max over valid pixels only: invalid ones replaced by a neutral value.
+                scratch = band.copy()
+                scratch[invalid] = info.max
+                lo = scratch.min()
+                scratch[invalid] = info.min
+                hi = scratch.max()
+            self.count[b] += n_valid
+            self.total[b] += float(total)
+            self.total_sq[b] += float(total_sq)
+            self.minimum[b] = min(self.minimum[b], float(lo))
+            self.maximum[b] = max(self.maximum[b], float(hi))
 
     def merge(self, other: BandStats) -> BandStats:
         return BandStats(
@@ -127,3 +113,26 @@ class BandStats:
             np.asarray(d["min"], np.float64),
             np.asarray(d["max"], np.float64),
         )
+
+
+_CHUNK = 1 << 16  # pixels summed at once: cache-sized, and 2**16 * 255**2 < 2**32
+
+
+def _integer_sums(values: np.ndarray) -> tuple[int, int]:
+    """Exact sum and sum of squares of 1-D <= 16-bit integers, as Python ints.
+
+    Chunks keep the squares in cache and let 8-bit sums run in 32-bit accumulators (the cast to
+    64 bits is what makes a plain `.sum(dtype=uint64)` slow); Python ints never overflow.
+    """
+    kind, size = values.dtype.kind, values.dtype.itemsize
+    wide = np.dtype(f"{kind}{2 * size}")  # e.g. uint8 -> uint16: 255**2 and (-128)**2 fit
+    acc = np.dtype(f"{kind}{4 if size == 1 else 8}")
+    squares = np.empty(min(_CHUNK, values.size), wide)
+    total = total_sq = 0
+    for i in range(0, values.size, _CHUNK):
+        x = values[i : i + _CHUNK]
+        sq = squares[: x.size]
+        np.multiply(x, x, out=sq, dtype=wide)
+        total += int(np.add.reduce(x, dtype=acc))
+        total_sq += int(np.add.reduce(sq, dtype=acc))
+    return total, total_sq

@@ -251,13 +251,19 @@ def _tile_one(
                     counted = r + h
                 strip_valid = bool(valid.all())
                 if not strip_valid:  # nodata is not fed to the model: image 0, mask 255
-                    invalid = ~valid
-                    image[:, invalid] = 0
+                    # Flat indexes of the (usually few) invalid pixels: cheaper than a mask.
+                    invalid = np.flatnonzero(~valid)  # (n_invalid,) into h*W
+                    image = np.ascontiguousarray(image)  # so that reshape gives a view
+                    image.reshape(image.shape[0], -1)[:, invalid] = 0  # (C, h*W) view
                     if labels is not None:
-                        labels[invalid] = IGNORE
+                        labels = np.ascontiguousarray(labels)
+                        labels.reshape(-1)[invalid] = IGNORE
                 for c in cols:
                     w = min(size, info.width - c)
-                    if not strip_valid and 1.0 - valid[:, c : c + w].mean() > cfg.max_nodata:
+                    if (
+                        not strip_valid
+                        and 1.0 - np.count_nonzero(valid[:, c : c + w]) / (h * w) > cfg.max_nodata
+                    ):
                         skipped += 1
                         bar.advance(task)
                         continue
