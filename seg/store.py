@@ -194,9 +194,25 @@ class SceneWriter:
         self._current, self._count = 1 - self._current, 0
 
     def _write(self, start: int, stop: int, block: np.ndarray, masks: np.ndarray | None) -> None:
-        self.image[start:stop] = block
+        self._target(self.image, block, start, 0)[start:stop] = block
         if self.mask is not None and masks is not None:
-            self.mask[start:stop] = masks
+            self._target(self.mask, masks, start, IGNORE)[start:stop] = masks
+
+    def _target(self, array: zarr.Array, block: np.ndarray, start: int, fill: int) -> zarr.Array:
+        """`array`, or the same array without zarr's empty-chunk checks when `block` is a whole
+        shard none of whose windows is all `fill`.
+
+        Zarr compares the shard and then every window with the fill value (np.array_equal, ~25 ms
+        per 12 MB shard: more than encoding it) to leave empty chunks out. A min/max per window
+        answers the same question 100x faster; the bytes written are the same either way.
+        """
+        k = block.shape[0]
+        top = np.iinfo(block.dtype).max if block.dtype.kind == "u" else None
+        if k != self.per_shard or start + k > array.shape[0] or fill not in (0, top):
+            return array  # a partial shard (padding chunks) or a fill value min/max cannot test
+        per_window = block.reshape(k, -1)  # (k, C*S*S)
+        full = per_window.max(axis=1) > 0 if fill == 0 else per_window.min(axis=1) < fill
+        return array.with_config({"write_empty_chunks": True}) if full.all() else array
 
     def _wait(self) -> None:
         """Wait for the block in flight; its error (if any) surfaces here."""

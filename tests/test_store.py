@@ -75,6 +75,43 @@ def test_writer_writes_whole_shards_trims_and_marks_done_last(tmp_path: Path) ->
     assert len(shards) == 3
 
 
+def test_writer_shards_are_byte_identical_to_plain_zarr_writes(tmp_path: Path) -> None:
+    """The writer skips zarr's empty-chunk checks on shards without empty windows: the bytes
+    must still be exactly what plain zarr writes, empty windows (left out of shards) included."""
+    from seg.store import IMAGE_CODEC, MASK_CODEC
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(20, 2, 32, 32), dtype=np.uint8)  # (N, C, S, S)
+    masks = rng.integers(0, 3, size=(20, 32, 32), dtype=np.uint8)
+    images[10], masks[11] = 0, 255  # empty windows in the second shard, none in the first
+    store = WindowStore.create_or_open(str(tmp_path / "w.zarr"), {"size": 32})
+    writer = store.scene_writer("s", 20, 2, 32, np.dtype("uint8"), True, 8)
+    for i in range(20):
+        writer.add(images[i], masks[i], (i, 0, 32, 32))
+    writer.finish({})
+    ref = zarr.open_group(str(tmp_path / "ref.zarr"), mode="w")
+    for name, data, codec, fill in (
+        ("image", images, IMAGE_CODEC, 0),
+        ("mask", masks, MASK_CODEC, 255),
+    ):
+        arr = ref.create_array(
+            name,
+            shape=data.shape,
+            chunks=(1, *data.shape[1:]),
+            shards=(8, *data.shape[1:]),
+            dtype="uint8",
+            compressors=[codec],
+            fill_value=fill,
+        )
+        for start in range(0, 20, 8):
+            arr[start : start + 8] = data[start : start + 8]
+        ours = sorted((tmp_path / "w.zarr" / "s" / name / "c").rglob("*"))
+        theirs = sorted((tmp_path / "ref.zarr" / name / "c").rglob("*"))
+        assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) > 3
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.is_dir() or a.read_bytes() == b.read_bytes(), a
+
+
 def test_open_errors_and_setting_mismatch(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no window store"):
         WindowStore.open(str(tmp_path / "none.zarr"))
