@@ -199,8 +199,8 @@ class SceneWriter:
             self._target(self.mask, masks, start, IGNORE)[start:stop] = masks
 
     def _target(self, array: zarr.Array, block: np.ndarray, start: int, fill: int) -> zarr.Array:
-        """`array`, or the same array without zarr's empty-chunk checks when `block` is a whole
-        shard none of whose windows is all `fill`.
+        """`array`, or the same array without zarr's empty-chunk checks when `block` fills its
+        shard (or ends the array) and none of its windows is all `fill`.
 
         Zarr compares the shard and then every window with the fill value (np.array_equal, ~25 ms
         per 12 MB shard: more than encoding it) to leave empty chunks out. A min/max per window
@@ -208,8 +208,9 @@ class SceneWriter:
         """
         k = block.shape[0]
         top = np.iinfo(block.dtype).max if block.dtype.kind == "u" else None
-        if k != self.per_shard or start + k > array.shape[0] or fill not in (0, top):
-            return array  # a partial shard (padding chunks) or a fill value min/max cannot test
+        whole = k == self.per_shard or start + k == array.shape[0]  # else: unwritten chunks
+        if not whole or start + k > array.shape[0] or fill not in (0, top):
+            return array  # a shard with chunks left unwritten, or a fill min/max cannot test
         per_window = block.reshape(k, -1)  # (k, C*S*S)
         full = per_window.max(axis=1) > 0 if fill == 0 else per_window.min(axis=1) < fill
         return array.with_config({"write_empty_chunks": True}) if full.all() else array
