@@ -246,17 +246,25 @@ def main() -> None:
             spec.update(height=size, width=size, out=str(Path(tmp) / out))
             return run(spec, fresh)
 
-        # 1. Overhead: the whole command vs the network alone on as many windows (best of 2).
-        net, repeats = ("pixel", 1) if q else ("unet", 2)
-        bare = min((job("bare", net, overhead_size) for _ in range(repeats)), key=seconds)
-        full = min((job("predict", net, overhead_size) for _ in range(repeats)), key=seconds)
+        # 1. Overhead: the whole command vs the network alone on as many windows. Bare and full
+        # runs alternate, and the median of the per-pair ratios is reported, so a burst of load
+        # from elsewhere on the machine hits one pair, not one side.
+        net, repeats = ("pixel", 1) if q else ("unet", 3)
+        pairs = [
+            (job("bare", net, overhead_size), job("predict", net, overhead_size))
+            for _ in range(repeats)
+        ]
+        ratios = sorted(full["seconds"] / bare["seconds"] for bare, full in pairs)
+        bare = min((b for b, _ in pairs), key=seconds)
+        full = min((f for _, f in pairs), key=seconds)
         results["overhead"] = {
             "size": overhead_size,
             "network": net,
             "bare_s": bare["seconds"],
             "predict_s": full["seconds"],
             "windows": full["windows"],
-            "ratio": full["seconds"] / bare["seconds"],
+            "ratio": ratios[len(ratios) // 2],
+            "pair_ratios": ratios,
         }
         # 2. Memory at growing scene sizes.
         base = run({"kind": "baseline"}, fresh)["rss_mb"]
@@ -316,8 +324,10 @@ def report(r: dict[str, Any]) -> None:
     print(f"window {r['window']} overlap {r['overlap']} batch {r['batch']}")
     print(
         f"overhead  {o['size']}² {o['network']}, {o['windows']} windows:"
-        f" seg predict {o['predict_s']:.2f} s,"
-        f" bare forward {o['bare_s']:.2f} s -> ratio {o['ratio']:.3f} (goal <= 1.10)"
+        f" seg predict {o['predict_s']:.2f} s, bare forward {o['bare_s']:.2f} s (best of each)"
+        f" -> median pair ratio {o['ratio']:.3f} of"
+        f" {', '.join(f'{x:.2f}' for x in o['pair_ratios'])}"
+        " (goal <= 1.10)"
     )
     sizes = "  ".join(f"{s}²: {v:.0f} MB" for s, v in m["peak_rss_mb"].items())
     print(
