@@ -26,17 +26,24 @@ app = typer.Typer(
 )
 
 
-def shard_default(name: str) -> int | None:
-    """Cloud Batch array jobs set BATCH_TASK_INDEX/BATCH_TASK_COUNT; use them as defaults."""
-    value = os.environ.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        from seg.errors import ConfigError
+def shards(index: int | None, count: int | None) -> tuple[int | None, int | None]:
+    """--shard-index/--shard-count, defaulting to Cloud Batch's BATCH_TASK_INDEX/COUNT."""
 
-        raise ConfigError(f"${name}={value!r} is not an integer; unset it or fix it") from None
+    def env(name: str) -> int | None:
+        value = os.environ.get(name)
+        if value in (None, ""):
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            from seg.errors import ConfigError
+
+            raise ConfigError(f"${name}={value!r} is not an integer; unset it or fix it") from None
+
+    return (
+        index if index is not None else env("BATCH_TASK_INDEX"),
+        count if count is not None else env("BATCH_TASK_COUNT"),
+    )
 
 
 # --- commands are added below, one function per command, each calling one library function ---
@@ -133,14 +140,15 @@ def tile_command(
     if bands:
         overrides.append(f"bands=[{bands}]")
     cfg = load_config(TileConfig, config, overrides + list(set_))
+    shard_index, shard_count = shards(shard_index, shard_count)
     summary = tile_scenes(
         scenes,
         out,
         cfg,
         labels=labels,
         overwrite=overwrite,
-        shard_index=shard_index if shard_index is not None else shard_default("BATCH_TASK_INDEX"),
-        shard_count=shard_count if shard_count is not None else shard_default("BATCH_TASK_COUNT"),
+        shard_index=shard_index,
+        shard_count=shard_count,
         progress=not quiet,
     )
     typer.echo(f"tiled: {summary.line()}")
@@ -221,6 +229,7 @@ def predict_command(
     """
     from seg.predict import predict_scenes
 
+    shard_index, shard_count = shards(shard_index, shard_count)
     summary = predict_scenes(
         scenes or [],
         checkpoint,
@@ -237,8 +246,8 @@ def predict_command(
         precision=precision,
         pixel_space=pixel_space,
         overwrite=overwrite,
-        shard_index=shard_index if shard_index is not None else shard_default("BATCH_TASK_INDEX"),
-        shard_count=shard_count if shard_count is not None else shard_default("BATCH_TASK_COUNT"),
+        shard_index=shard_index,
+        shard_count=shard_count,
         progress=not quiet,
     )
     typer.echo(f"predicted: {summary.line()}")

@@ -192,17 +192,15 @@ def gcs_bucket() -> Any:
         server.stop()
 
 
-@pytest.fixture
-def seg_run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run the real `seg` CLI in-process: seg_run("tile", ...) -> (exit code, stdout, stderr)."""
+def cli_runner(
+    main: Callable[[], None], prog: str, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """Run a CLI `main` in-process: run(*args) -> (exit code, stdout, stderr)."""
     import sys
 
-    from seg.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
+    def run(*args: object) -> tuple[int, str, str]:
         capsys.readouterr()
-        old = sys.argv
-        sys.argv = ["seg", *[str(a) for a in args]]
+        old, sys.argv = sys.argv, [prog, *[str(a) for a in args]]
         code: Any = 0
         try:
             main()
@@ -214,3 +212,11 @@ def seg_run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str,
         return int(code), captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def seg_run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the real `seg` CLI in-process: seg_run("tile", ...) -> (exit code, stdout, stderr)."""
+    from seg.cli import main
+
+    return cli_runner(main, "seg", capsys)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import write_geotiff
+from conftest import cli_runner, write_geotiff
 from PIL import Image
 from pyproj import Transformer
 from rasterio.transform import from_origin
@@ -26,20 +25,7 @@ def prep(capsys: pytest.CaptureFixture[str]) -> Run:
     """Run `python -m data_prep ...` in-process -> (exit code, stdout, stderr)."""
     from data_prep.cli import main
 
-    def run(*args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        old, sys.argv = sys.argv, ["data_prep", *[str(a) for a in args]]
-        code: object = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        finally:
-            sys.argv = old
-        out = capsys.readouterr()
-        return int(code), out.out, out.err  # type: ignore[call-overload]
-
-    return run
+    return cli_runner(main, "data_prep", capsys)
 
 
 def _mask(seg_run: Run, tmp_path: Path, name: str, *args: object) -> np.ndarray:
