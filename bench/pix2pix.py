@@ -3,8 +3,8 @@
 Both runs use the same store, settings and wall-clock budget, and run at the same time (one
 thread each) so that they share whatever else loads the machine. Each last checkpoint then
 predicts the validation scene through `seg predict`; the table gives building IoU and boundary
-F1 (outline pixels matched within 2 and 3 px, seg.metrics.boundary_f1) for both, and the ratio
-pix2pix / unet.
+F1 (outline pixels matched within 2 and 3 px, seg.evaluation.metrics.boundary_f1) for both, and
+the ratio pix2pix / unet.
 
 Default data: the Kampala scenes in ../shared/data (train on the 1024x1024 scene, validate on the
 3072x2048 one). `--quick`: tiny synthetic scenes and a few steps (a smoke test, not a result).
@@ -107,7 +107,7 @@ def train_both(store: Path, work: Path, quick: bool, budget: float) -> dict[str,
 
 
 def evaluate(mask_path: Path, truth_path: Path, valid: np.ndarray) -> dict[str, float]:
-    from seg.metrics import boundary_counts, boundary_f1
+    from seg.evaluation.metrics import boundary_counts, boundary_f1
 
     with rasterio.open(mask_path) as src:
         pred = src.read(1)

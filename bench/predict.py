@@ -92,27 +92,27 @@ def make_scene(path: str, size: int) -> None:
             dst.write(strip, window=((r, r + h), (0, size)))
 
 
-def network(kind: str, ckpt: str, size: int) -> tuple[Any, dict[str, Any]]:
-    """(Predictor, description): the checkpoint's UNet, or a per-pixel 1x1 conv."""
-    import numpy as np
+def network(kind: str, ckpt: str, size: int) -> tuple[Any, Any]:
+    """(Predictor, CheckpointInfo): the checkpoint's UNet, or a per-pixel 1x1 conv."""
     import torch
 
-    from seg.predictor import Predictor, load_predictor
+    from seg.checkpoint import CheckpointInfo
+    from seg.inference.predictor import Predictor, load_predictor
 
     if kind == "unet":
         return load_predictor(ckpt)
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(C, K, 1)
-    info = {
-        "bands": [1, 2, 3],
-        "class_names": ["a", "b"],
-        "size": size,
-        "in_channels": C,
-        "num_classes": K,
-        "dtype": "uint8",
-        "model": {},
-    }
-    return Predictor(conv, np.full(C, 120.0), np.full(C, 50.0)), info
+    info = CheckpointInfo(
+        model={"name": "conv1x1", "in_channels": C, "num_classes": K},
+        class_names=("a", "b"),
+        bands=(1, 2, 3),
+        mean=(120.0,) * C,
+        std=(50.0,) * C,
+        size=size,
+        dtype="uint8",
+    )
+    return Predictor(conv), info
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     if job["kind"] == "baseline":  # the interpreter with torch and seg imported
         import psutil
 
-        import seg.predict  # noqa: F401
+        import seg.inference.scenes  # noqa: F401
 
         return {"rss_mb": psutil.Process().memory_info().rss / 2**20}
     with PeakRSS() as peak:
@@ -139,23 +139,18 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     pred, info = network(job["model"], job["ckpt"], job["window"])
     size, stride = job["window"], job["window"] - job["overlap"]
     if job["kind"] == "predict":
-        from seg.predict import predict_scenes
+        from seg.inference.options import PredictOptions
+        from seg.inference.scenes import predict_with
 
-        s = predict_scenes(
-            [job["scene"]],
-            job["ckpt"],
-            job["out"],
-            overlap=job["overlap"],
-            batch_size=job["batch"],
-            overwrite=True,
-            progress=False,
-            network=(pred, info),
+        options = PredictOptions(overlap=job["overlap"], batch_size=job["batch"], overwrite=True)
+        s = predict_with(
+            pred, info, [job["scene"]], out=job["out"], source=job["ckpt"], options=options
         )
         return {"seconds": time.perf_counter() - started, "windows": s.windows}
     if job["kind"] == "bare":
         import numpy as np
 
-        from seg.grid import windows
+        from seg.geo.grid import windows
 
         n = len(windows(job["height"], job["width"], size, stride))
         x = np.random.default_rng(0).normal(size=(job["batch"], C, size, size)).astype(np.float32)
@@ -163,12 +158,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             pred(x[: min(job["batch"], n - start)])
         return {"seconds": time.perf_counter() - started, "windows": n}
     if job["kind"] == "toolbelt":
-        return toolbelt(job, pred, size, stride, started)
+        return toolbelt(job, pred, info, size, stride, started)
     raise ValueError(job["kind"])
 
 
 def toolbelt(
-    job: dict[str, Any], pred: Any, size: int, stride: int, started: float
+    job: dict[str, Any], pred: Any, info: Any, size: int, stride: int, started: float
 ) -> dict[str, Any]:
     """The usual whole-array approach: read the scene, slice, merge into (K, H, W), write."""
     import numpy as np
@@ -176,16 +171,19 @@ def toolbelt(
     import torch
     from pytorch_toolbelt.inference.tiles import ImageSlicer, TileMerger
 
+    from seg.data.window_prep import Normalisation
+
     with rasterio.open(job["scene"]) as src:
         image = src.read()  # (C, H, W): the whole scene
         profile = src.profile
     hwc = np.moveaxis(image, 0, -1)  # (H, W, C) view, as ImageSlicer expects
     slicer = ImageSlicer(hwc.shape, tile_size=size, tile_step=stride, weight="pyramid")
     merger = TileMerger(slicer.target_shape, K, slicer.weight)
+    norm = Normalisation(np.asarray(info.mean), np.asarray(info.std))
     tiles, coords = [], []
     n = 0
     for tile, crop in slicer.iter_split(hwc):
-        tiles.append(pred.normalise(np.moveaxis(tile, -1, 0), None))
+        tiles.append(norm.apply(np.moveaxis(tile, -1, 0)))
         coords.append(crop)
         if len(tiles) == job["batch"]:
             merger.integrate_batch(torch.from_numpy(pred(np.stack(tiles))), coords)
@@ -299,24 +297,20 @@ def seconds(result: dict[str, Any]) -> float:
 def make_unet_checkpoint(path: str, size: int) -> None:
     import torch
 
-    from seg.checkpoint import save_checkpoint
+    from seg.checkpoint import CheckpointInfo, save_checkpoint
     from seg.models import build_model
 
     torch.manual_seed(0)
-    section = {"name": "unet_mobilenetv2", "in_channels": C, "num_classes": K}
-    save_checkpoint(
-        path,
-        {
-            "model": section,
-            "class_names": ["background", "building"],
-            "bands": [1, 2, 3],
-            "band_stats": {"mean": [120.0] * C, "std": [50.0] * C},
-            "size": size,
-            "state_dict": build_model(section).state_dict(),
-            "config": {},
-            "dtype": "uint8",
-        },
+    info = CheckpointInfo(
+        model={"name": "unet_mobilenetv2", "in_channels": C, "num_classes": K},
+        class_names=("background", "building"),
+        bands=(1, 2, 3),
+        mean=(120.0,) * C,
+        std=(50.0,) * C,
+        size=size,
+        dtype="uint8",
     )
+    save_checkpoint(path, info, build_model(info.model).state_dict())
 
 
 def report(r: dict[str, Any]) -> None:

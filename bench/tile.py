@@ -89,10 +89,10 @@ def run_tile(scene: Path, mask: Path, out: Path, size: int, warm: tuple[Path, Pa
     """
     code = f"""
 import json, threading, time, psutil
-from seg.config import TileConfig
-from seg.tile import tile_scenes
+from seg.tile_config import TileConfig
+from seg.data.tile import tile_scenes
 tile_scenes([{str(warm[0])!r}], {str(out) + "-warm"!r}, TileConfig(size=32),
-            labels={str(warm[1])!r}, progress=False, overwrite=True)
+            labels={str(warm[1])!r}, overwrite=True)
 me = psutil.Process()
 before = me.memory_info().rss
 peak = [before]
@@ -102,13 +102,12 @@ def sample():
         peak[0] = max(peak[0], me.memory_info().rss)
 threading.Thread(target=sample, daemon=True).start()
 t, cpu = time.perf_counter(), time.process_time()
-s = tile_scenes([{str(scene)!r}], {str(out)!r}, TileConfig(size={size}), labels={str(mask)!r},
-                progress=False)
+s = tile_scenes([{str(scene)!r}], {str(out)!r}, TileConfig(size={size}), labels={str(mask)!r})
 cold = time.perf_counter() - t
 stop.set()
 t, cpu = time.perf_counter(), time.process_time()
 again = tile_scenes([{str(scene)!r}], {str(out) + "-again"!r}, TileConfig(size={size}),
-                    labels={str(mask)!r}, progress=False)
+                    labels={str(mask)!r})
 dt, cpu = time.perf_counter() - t, time.process_time() - cpu
 assert again.tiled == 1 and again.windows == s.windows, "the timed run must tile the scene"
 print(json.dumps({{"seconds": dt, "cpu": cpu, "cold_seconds": cold, "windows": s.windows,
@@ -122,7 +121,7 @@ def io_limit(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, floa
     """Read the scene (and mask) once by strips + write the same windows to zarr in whole shards."""
     import zarr
 
-    from seg.store import IMAGE_CODEC, MASK_CODEC
+    from seg.data.schema import IMAGE_CODEC, MASK_CODEC
 
     t0, c0 = time.perf_counter(), time.process_time()
     strips = []
@@ -185,7 +184,7 @@ def io_limit(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, floa
 
 def geotiff_per_window(scene: Path, mask: Path, out: Path, size: int) -> tuple[float, int]:
     """What solaris/geoai do: one image GeoTIFF and one mask GeoTIFF per window."""
-    from seg.grid import windows
+    from seg.geo.grid import windows
 
     out.mkdir(parents=True)
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ class InMemoryDataset:
     """The real WindowDataset with its windows read from numpy arrays instead of the store."""
 
     def __new__(cls, ds):  # type: ignore[no-untyped-def]
-        from seg.dataset import WindowDataset
+        from seg.data.dataset import WindowDataset
 
         images = np.stack([ds.read(i)[0] for i in range(len(ds))])  # (N, C, S, S)
         masks = np.stack([ds.read(i)[1] for i in range(len(ds))])  # (N, S, S)
@@ -62,8 +62,9 @@ def make_store(folder: Path, size: int, windows: int) -> Path:
 
 def datasets(store: Path):  # type: ignore[no-untyped-def]
     from seg.config import AugmentSection
-    from seg.dataset import Normalisation, WindowDataset
-    from seg.store import WindowStore
+    from seg.data.dataset import WindowDataset
+    from seg.data.store import WindowStore
+    from seg.data.window_prep import Normalisation
 
     st = WindowStore.open(str(store))
     norm = Normalisation.from_store(st, ["a"])
@@ -97,7 +98,8 @@ def loader_rates(real, memory, passes: int) -> tuple[float, float, float]:  # ty
 
 def build_step(precision: str, size: int):  # type: ignore[no-untyped-def]
     from seg.config import TrainConfig
-    from seg.steps import StepSpec, build_step
+    from seg.training.steps import StepSpec
+    from seg.training.trainers import build_step
 
     bf16 = precision == "bf16"
     spec = StepSpec(
@@ -108,7 +110,7 @@ def build_step(precision: str, size: int):  # type: ignore[no-untyped-def]
 
 def step_times(store: Path, steps: int, batch: int, size: int) -> tuple[float, float]:
     """Median step seconds: fed by the real DataLoader (1 worker) vs synthetic tensors."""
-    from seg.dataset import EpochSampler
+    from seg.data.samplers import EpochSampler
 
     real, _ = datasets(store)
     step = build_step("bf16", size)

@@ -16,7 +16,7 @@ import yaml
 
 from seg import fs as segfs
 from seg.errors import InputError
-from seg.raster import cog_writer, open_raster, output_profile, scene_info
+from seg.geo.raster import cog_writer, open_raster, output_profile, scene_info
 
 IGNORE = 255
 

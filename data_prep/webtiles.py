@@ -21,7 +21,7 @@ from rich.progress import Progress
 
 from seg import fs as segfs
 from seg.errors import InputError
-from seg.raster import open_raster
+from seg.geo.raster import open_raster
 
 HALF = 20037508.342789244  # half the EPSG:3857 world width in metres
 

@@ -1,20 +1,21 @@
 """Self-describing checkpoints: one file holds what `predict` needs and what `train` resumes.
 
 A checkpoint is a plain dict saved with `torch.save` and loaded with `weights_only=True`, so
-loading never runs code from the file. Keys (all plain Python / tensors):
+loading never runs code from the file. What crosses to prediction is a `CheckpointInfo`, read
+and written here only; the rest is the training run's own state:
 
     format        "seg-checkpoint/1"
-    model         {"name": "unet_mobilenetv2" | "pix2pix", "in_channels": C, "num_classes": K, ...}
-                  the resolved model section of the config: enough to rebuild the network
-    class_names   list[str]
-    bands         list[int]  (1-based band indices read from each scene)
-    band_stats    {"mean": [C floats], "std": [C floats]}  normalisation used in training
-    size          training window size
+    model         {"name": ..., "in_channels": C, "num_classes": K, ...}  (CheckpointInfo)
+    class_names   list[str]                                               (CheckpointInfo)
+    bands         list[int]  1-based scene bands the network reads        (CheckpointInfo)
+    band_stats    {"mean": [C floats], "std": [C floats]}                 (CheckpointInfo)
+    size          training window size                                    (CheckpointInfo)
+    dtype         the training scenes' pixel type                         (CheckpointInfo)
     state_dict    the segmentation network's weights (the generator, for pix2pix)
     config        the whole resolved experiment config
-    -- for resuming (absent in exported / inference-only files) --
-    optimizer, scheduler, scaler, epoch, step, rng, early_stopping, (pix2pix: discriminator,
-    optimizer_d, scheduler_d)
+    -- for resuming (absent in inference-only files) --
+    optimizer, scheduler, scaler, epoch, step, batch_in_epoch, rng, early_stopping,
+    (pix2pix: discriminator, optimizer_d, scheduler_d, scaler_d)
 
 Writes are atomic (see `seg.fs.write_bytes_atomic`): a kill never leaves a broken file.
 """
@@ -22,6 +23,7 @@ Writes are atomic (see `seg.fs.write_bytes_atomic`): a kill never leaves a broke
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,10 +34,91 @@ from seg.errors import CheckpointError
 FORMAT = "seg-checkpoint/1"
 
 
-def save_checkpoint(path: str, state: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What prediction needs to know about a trained network, besides its weights."""
+
+    model: dict[str, Any] = field(hash=False)  # resolved model section (+ in/out channels)
+    class_names: tuple[str, ...]
+    bands: tuple[int, ...]  # 1-based scene bands, in the order the network reads them
+    mean: tuple[float, ...]  # per-band normalisation of the training data
+    std: tuple[float, ...]
+    size: int  # training window size
+    dtype: str | None = None  # the training scenes' pixel type; None in old checkpoints
+
+    @property
+    def name(self) -> str:
+        return str(self.model["name"])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.model["in_channels"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model["num_classes"])
+
+    def to_state(self) -> dict[str, Any]:
+        """The checkpoint entries that describe the network (plain Python only)."""
+        state: dict[str, Any] = {
+            "model": dict(self.model),
+            "class_names": list(self.class_names),
+            "bands": list(self.bands),
+            "band_stats": {"mean": list(self.mean), "std": list(self.std)},
+            "size": self.size,
+        }
+        if self.dtype is not None:
+            state["dtype"] = self.dtype
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], path: str) -> CheckpointInfo:
+        """Read and check the description in a loaded checkpoint; CheckpointError if absent."""
+        try:
+            stats = state["band_stats"]
+            info = cls(
+                model=dict(state["model"]),
+                class_names=tuple(str(c) for c in state["class_names"]),
+                bands=tuple(int(b) for b in state["bands"]),
+                mean=tuple(float(x) for x in stats["mean"]),
+                std=tuple(float(x) for x in stats["std"]),
+                size=int(state.get("size") or 512),
+                dtype=str(state["dtype"]) if state.get("dtype") else None,
+            )
+            _ = info.name, info.in_channels, info.num_classes
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path} lacks what prediction needs ({exc}); use a checkpoint from `seg train`"
+            ) from exc
+        if not (len(info.mean) == len(info.std) == len(info.bands) == info.in_channels):
+            raise CheckpointError(
+                f"{path} is inconsistent: {len(info.bands)} bands, {len(info.mean)} band"
+                f" statistics, model with {info.in_channels} input channels"
+            )
+        return info
+
+
+def save_checkpoint(
+    path: str,
+    info: CheckpointInfo,
+    weights: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint: the network's description, its weights, and any `extra` entries."""
+    state = {**info.to_state(), "state_dict": weights, **(extra or {})}
+    segfs.write_bytes_atomic(path, _serialise(state))
+
+
+def _serialise(state: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buf)
-    segfs.write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def read_checkpoint(path: str) -> tuple[CheckpointInfo, dict[str, Any]]:
+    """A checkpoint's description and its whole state (weights under "state_dict")."""
+    state = load_checkpoint(path)
+    return CheckpointInfo.from_state(state, path), state
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
@@ -61,21 +144,6 @@ def load_checkpoint(path: str) -> dict[str, Any]:
             f"{path} is not a seg checkpoint (no '{FORMAT}' marker); train one with `seg train`"
         )
     return state
-
-
-def model_from_checkpoint(state: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild the segmentation network stored in `state` (eval mode, on CPU)."""
-    from seg.models import build_model
-
-    model = build_model(state["model"])
-    try:
-        model.load_state_dict(state["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"checkpoint weights do not fit model {state['model'].get('name')!r}: "
-            f"{str(exc).splitlines()[0][:200]}"
-        ) from exc
-    return model.eval()
 
 
 # --- resuming a run (seg train) --------------------------------------------------------------
@@ -126,9 +194,7 @@ def save_run_checkpoints(
     only then point `latest.json` at it: a kill at any moment leaves a complete latest."""
     import json
 
-    buf = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buf)
-    data = buf.getvalue()
+    data = _serialise(state)
     for name in [*names, "last.pt"]:
         segfs.write_bytes_atomic(segfs.join(run_dir, name), data)
         prune_snapshots(run_dir, name, keep)

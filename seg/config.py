@@ -127,7 +127,8 @@ class DataSection(Section):
 class ModelSection(Section):
     """The network; in_channels and num_classes come from the store, not from here."""
 
-    name: Literal["unet_mobilenetv2", "pix2pix"] = "unet_mobilenetv2"
+    # A name of the model registry (seg.models.MODELS), checked when the run starts.
+    name: str = "unet_mobilenetv2"
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     batchnorm: bool = True
     # A local or gs:// file with MobileNetV2 encoder weights (state dict); None = random init.
@@ -185,7 +186,7 @@ class CheckpointSection(Section):
 
 
 class AugmentSection(Section):
-    """Probabilities (0 disables) and ranges of the albumentations pipeline (seg.augment)."""
+    """Probabilities (0 disables) and ranges of the albumentations pipeline (seg.data.augment)."""
 
     hflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     vflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
@@ -211,7 +212,7 @@ class EarlyStoppingSection(Section):
 
 class Pix2PixSection(Section):
     """`model.name: pix2pix`: the PatchGAN discriminator, the adversarial loss and its
-    stabilisers (seg.adversarial). Ignored by other models."""
+    stabilisers (seg.training.pix2pix). Ignored by other models."""
 
     # G loss = segmentation loss + lambda_adv x adversarial loss.
     lambda_adv: Annotated[float, Field(ge=0.0)] = 0.1
@@ -267,49 +268,3 @@ class TrainConfig(Section):
     augment: AugmentSection = Field(default_factory=AugmentSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
     pix2pix: Pix2PixSection = Field(default_factory=Pix2PixSection)
-
-
-# --- seg tile --------------------------------------------------------------------------------
-
-
-class SplitSection(Section):
-    """Train/val/test by scene, never by window: fractions with a seed, or explicit scene ids.
-
-    Explicit lists win for the scenes they name; the other scenes are split by the fractions.
-    Computed from the full sorted scene list, so every machine of a sharded run agrees.
-    """
-
-    train: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
-    val: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    test: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    seed: int = 0
-    train_scenes: list[str] = []
-    val_scenes: list[str] = []
-    test_scenes: list[str] = []
-
-
-class TileConfig(Section):
-    """`seg tile` settings (configs/tile.yaml); command-line options override them."""
-
-    size: Annotated[int, Field(ge=32)] = 512
-    # None = size (no overlap); size // 2 gives 50 % overlap.
-    stride: int | None = None
-    allow_gaps: bool = False
-    # 1-based band indexes; None = every band except alpha.
-    bands: list[Annotated[int, Field(ge=1)]] | None = None
-    # Windows with more than this fraction of nodata pixels (of the scene part) are skipped.
-    max_nodata: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    classes: list[str] = ["background", "building"]
-    # Vector labels: the attribute holding class ids or names (None = every feature is class 1)
-    # and the CRS of files that do not say (None = EPSG:4326 for GeoJSON, per RFC 7946;
-    # "scene" = the coordinates are in each scene's own CRS).
-    label_attr: str | None = None
-    label_crs: str | None = None
-    # Grow vector labels by this many metres (e.g. road centre lines -> road areas); 0 = as drawn.
-    label_buffer: Annotated[float, Field(ge=0.0)] = 0.0
-    # Scene id (file stem) -> label path, for names the matching rule cannot pair.
-    labels_map: dict[str, str] = {}
-    # Tile rasters without a georeference (e.g. GCPs only) in pixel coordinates.
-    pixel_space: bool = False
-    windows_per_shard: Annotated[int, Field(ge=1)] = 16
-    splits: SplitSection = SplitSection()

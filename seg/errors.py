@@ -6,11 +6,16 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+# Exit codes of every seg command (and of the jobs that run them).
+EXIT_FAILED = 1  # a SegError: the message says the fix
+EXIT_USAGE = 2  # the command line itself is wrong (typer/click)
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGINT after a checkpoint; retry
+
 
 class SegError(Exception):
     """Base for every mistake a user can fix (bad input, bad config, unreachable storage)."""
 
-    exit_code: int = 1
+    exit_code: int = EXIT_FAILED
 
 
 class InputError(SegError):
@@ -35,3 +40,13 @@ class ResourceError(SegError):
 
 class OutputExistsError(SegError):
     """An output exists already and `--overwrite` was not given."""
+
+
+class Preempted(SegError):
+    """SIGTERM/SIGINT: work was saved (a checkpoint); exit 75 tells a scheduler to retry."""
+
+    exit_code = EXIT_PREEMPTED
+
+
+class Diverged(SegError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""

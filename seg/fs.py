@@ -22,7 +22,7 @@ logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
 
 import fsspec  # noqa: E402
 
-from seg.errors import SegError  # noqa: E402
+from seg.errors import ResourceError, SegError  # noqa: E402
 
 
 def is_remote(path: str) -> bool:
@@ -68,6 +68,49 @@ def unreachable(path: str, exc: BaseException) -> SegError:
         " (check the bucket name, your credentials (gcloud auth application-default login)"
         " and the network)"
     )
+
+
+def check_writable(out: str) -> None:
+    """Fail before any work if `out` (a .tif file, or a folder; local or gs://) cannot be
+    written: a missing bucket, a read-only folder, no permission."""
+    single = str(out).lower().endswith((".tif", ".tiff"))
+    if is_remote(out):
+        scheme, rest = str(out).split("://", 1)
+        bucket = rest.split("/", 1)[0]
+        if not exists(f"{scheme}://{bucket}"):
+            raise ResourceError(
+                f"the bucket of --out {out} does not exist (create it: gcloud storage buckets"
+                f" create {scheme}://{bucket})"
+            )
+        folder = str(out).rsplit("/", 1)[0] if single else str(out)
+        probe = join(folder, f".seg-write-probe-{uuid.uuid4().hex}")
+        try:
+            fs, p = filesystem(probe)
+            fs.pipe_file(p, b"ok")
+            fs.rm(p)
+        except Exception as exc:
+            raise unreachable(out, exc) from exc
+        return
+    local = str(out).removeprefix("file://")
+    target = os.path.abspath(os.path.dirname(os.path.abspath(local)) if single else local)
+    made = []  # folders this probe creates: removed again, so a refused run leaves nothing
+    folder = target
+    while not os.path.exists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(target, exist_ok=True)
+        probe = os.path.join(target, f".seg-write-probe-{uuid.uuid4().hex}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ResourceError(f"cannot write to {target} (--out {out}): {reason}") from exc
+    finally:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def open_file(path: str, mode: str = "rb") -> IO[Any]:

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 
 from seg import fs as segfs
-from seg.config import SplitSection, TileConfig
+from seg.report import SILENT, Reporter
+from seg.tile_config import SplitSection, TileConfig
 
 # A short, honest training budget: enough for the synthetic buildings to be learned well.
 TRAIN_OVERRIDES = [
@@ -40,13 +41,14 @@ class QuickstartResult:
     files: list[str] = field(default_factory=list)
 
 
-def run_quickstart(out: str, progress: bool = True) -> QuickstartResult:
+def run_quickstart(out: str, reporter: Reporter = SILENT) -> QuickstartResult:
     """Run sample -> tile -> train -> predict -> eval under `out` (local or gs://)."""
-    from seg.evaluate import evaluate
-    from seg.predict import predict_scenes
-    from seg.sample import write_sample
-    from seg.tile import tile_scenes
-    from seg.train import run_training
+    from seg.data.synthetic import write_sample
+    from seg.data.tile import tile_scenes
+    from seg.evaluation.evaluate import evaluate
+    from seg.inference.options import PredictOptions
+    from seg.inference.scenes import predict_scenes
+    from seg.training.run import run_training
 
     scenes_dir = segfs.join(out, "scenes")
     store = segfs.join(out, "windows.zarr")
@@ -61,15 +63,14 @@ def run_quickstart(out: str, progress: bool = True) -> QuickstartResult:
         classes=["background", "building"],
         splits=SplitSection(train_scenes=ids[:2], val_scenes=ids[2:3], test_scenes=ids[3:]),
     )
-    tile_scenes(sample.scenes, store, cfg, labels=sample.geojson, progress=progress)
-    run_training(None, store, run_dir, TRAIN_OVERRIDES, resume="auto")
+    tile_scenes(sample.scenes, store, cfg, labels=sample.geojson, reporter=reporter)
+    run_training(None, store, run_dir, overrides=TRAIN_OVERRIDES, resume="auto", reporter=reporter)
     predict_scenes(
         [sample.scenes[3]],
-        segfs.join(run_dir, "best.pt"),
-        mask,
-        overlap=64,
-        overwrite=True,
-        progress=progress,
+        checkpoint=segfs.join(run_dir, "best.pt"),
+        out=mask,
+        options=PredictOptions(overlap=64, overwrite=True),
+        reporter=reporter,
     )
     report = evaluate(
         mask,

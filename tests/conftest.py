@@ -116,9 +116,9 @@ def write_window_store(
     dtype: str = "uint8",
     seed: int = 0,
 ) -> Path:
-    """A seg window store written with seg.store's writer API: one scene per entry of `splits`
+    """A seg window store written with seg.data.store's writer API: one scene per entry of `splits`
     (scene id -> split), `windows` learnable synthetic windows each, exact band statistics."""
-    from seg.store import BandStats, WindowStore
+    from seg.data.store import BandStats, WindowStore
 
     store = WindowStore.create_or_open(
         str(path),
@@ -138,18 +138,7 @@ def write_window_store(
             msk = mask[w * size : (w + 1) * size]
             stats.update(img, np.ones(msk.shape, bool))
             writer.add(img, msk, (w * size, 0, size, size))
-        writer.finish(
-            {
-                "source": f"{scene_id}.tif",
-                "crs": "EPSG:32633",
-                "transform": [0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0],
-                "width": size,
-                "height": size * windows,
-                "nodata": None,
-                "dtype": dtype,
-                "band_stats": stats.to_json(),
-            }
-        )
+        writer.finish(scene_attrs(f"{scene_id}.tif", size, size * windows, dtype, stats))
     store.set_splits(dict(splits))
     return path
 
@@ -162,6 +151,16 @@ def make_store(tmp_path: Path) -> Callable[..., Path]:
         return write_window_store(tmp_path / name, splits or {"a": "train", "b": "val"}, **kw)
 
     return make
+
+
+@pytest.fixture(params=["local", "gcs"])
+def root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A folder for a test's outputs, once local and once on the GCS emulator: a test that must
+    hold for both takes this instead of being written twice."""
+    if request.param == "local":
+        return str(tmp_path / "out")
+    bucket = request.getfixturevalue("gcs_bucket")
+    return f"{bucket}/{request.node.name.replace('[', '-').rstrip(']')}"
 
 
 @pytest.fixture(scope="session")
@@ -215,8 +214,69 @@ def cli_runner(
 
 
 @pytest.fixture
-def seg_run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run the real `seg` CLI in-process: seg_run("tile", ...) -> (exit code, stdout, stderr)."""
-    from seg.cli import main
+def seg_run() -> Callable[..., tuple[int, str, str]]:
+    """Run the real `seg` CLI in-process through typer's own CliRunner:
+    seg_run("tile", ...) -> (exit code, stdout, stderr). Errors are the app's: exit 1 and one
+    `seg: error:` line, exactly as a shell sees them."""
+    from typer.testing import CliRunner
 
-    return cli_runner(main, "seg", capsys)
+    from seg.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: object) -> tuple[int, str, str]:
+        result = runner.invoke(app, [str(a) for a in args])
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def scene_attrs(source: str, width: int, height: int, dtype: str, stats: Any) -> Any:
+    """The store's per-scene attributes for a synthetic scene (UTM 33N, 0.5 m pixels)."""
+    from seg.data.schema import SceneAttrs
+
+    return SceneAttrs(
+        source=source,
+        crs="EPSG:32633",
+        transform=(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0),
+        width=width,
+        height=height,
+        nodata=None,
+        dtype=dtype,
+        bands=(),
+        band_names=(),
+        pixel_space=False,
+        band_stats=stats,
+    )
+
+
+def one_line_error(code: int, err: str) -> bool:
+    """What a user's mistake must give: exit 1 and exactly one line `seg: error: ...`."""
+    lines = err.strip().splitlines()
+    return code == 1 and len(lines) == 1 and lines[0].startswith("seg: error: ")
+
+
+def make_checkpoint(
+    path: Path, bands: int = 3, classes: int = 2, size: int = 64, dtype: str | None = "uint8"
+) -> Path:
+    """A checkpoint as `seg train` writes it (the same `CheckpointInfo` and `save_checkpoint`),
+    around an untrained UNet."""
+    import torch
+
+    from seg.checkpoint import CheckpointInfo, save_checkpoint
+    from seg.models import build_model
+
+    torch.manual_seed(0)
+    info = CheckpointInfo(
+        model={"name": "unet_mobilenetv2", "in_channels": bands, "num_classes": classes},
+        class_names=("background", "building", "road")[:classes],
+        bands=tuple(range(1, bands + 1)),
+        mean=(100.0,) * bands,
+        std=(40.0,) * bands,
+        size=size,
+        dtype=dtype,
+    )
+    save_checkpoint(str(path), info, build_model(info.model).state_dict())
+    return path

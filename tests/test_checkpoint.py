@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seg.checkpoint import load_checkpoint, save_checkpoint
+from seg.checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint, save_checkpoint
 from seg.errors import CheckpointError
 
 
@@ -27,10 +27,19 @@ class _Payload:
 
 def test_round_trip_keeps_tensors_and_plain_values(tmp_path: Path) -> None:
     path = tmp_path / "ok.pt"
-    save_checkpoint(str(path), {"state_dict": {"w": torch.arange(3.0)}, "class_names": ["a"]})
+    info = CheckpointInfo(
+        model={"name": "unet_mobilenetv2", "in_channels": 1, "num_classes": 1},
+        class_names=("a",),
+        bands=(1,),
+        mean=(0.0,),
+        std=(1.0,),
+        size=32,
+    )
+    save_checkpoint(str(path), info, {"w": torch.arange(3.0)})
     state = load_checkpoint(str(path))
     assert torch.equal(state["state_dict"]["w"], torch.arange(3.0))
     assert state["class_names"] == ["a"] and state["format"] == "seg-checkpoint/1"
+    assert read_checkpoint(str(path))[0] == info  # the description reads back as written
     assert [p.name for p in tmp_path.iterdir()] == ["ok.pt"]  # no temporary file left
 
 

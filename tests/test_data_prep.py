@@ -15,7 +15,7 @@ from PIL import Image
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from seg.store import WindowStore
+from seg.data.store import WindowStore
 
 Run = Callable[..., tuple[int, str, str]]
 

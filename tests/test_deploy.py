@@ -406,6 +406,7 @@ def test_values_are_json_escaped(tmp_path: Path) -> None:
     assert commands[commands.index("--out") + 1] == 'gs://b/runs/odd "name"\\x&y'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["train", "tile", "predict"])
 def test_batch_commands_are_accepted_by_the_real_cli(kind: str, tmp_path: Path) -> None:
     """The job's seg command line parses with the real `seg`: it fails on the missing inputs
@@ -447,7 +448,7 @@ def test_readme_covers_every_script_and_the_three_paths() -> None:
 
 
 def test_example_queue_file_is_valid() -> None:
-    from seg.sweep import load_jobs
+    from seg.jobs.jobs_file import load_jobs
 
     _, jobs = load_jobs(str(ROOT / "deploy" / "queue" / "overnight.yaml"), "gs://b/night")
     names = [j.name for j in jobs]

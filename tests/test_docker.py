@@ -178,6 +178,7 @@ def _hadolint() -> str | None:
     return str(beside) if beside.exists() else shutil.which("hadolint")
 
 
+@pytest.mark.slow
 def test_hadolint_passes() -> None:
     binary = _hadolint()
     if binary is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from seg import fs as segfs
-from seg.store import WindowStore
+from seg.data.store import WindowStore
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -53,8 +53,8 @@ def test_tile_from_and_to_gcs_equals_local(
     for x, y in zip(a.scenes(), b.scenes(), strict=True):
         np.testing.assert_array_equal(x.image[:], y.image[:])
         np.testing.assert_array_equal(x.mask[:], y.mask[:])
-        assert x.attrs["source"].startswith("gs://")
-    assert a.scene("g0_image").attrs["metadata"] == {"sensor": "test"}
+        assert x.attrs.source.startswith("gs://")
+    assert a.scene("g0_image").attrs.metadata == {"sensor": "test"}
     # Resuming against the bucket skips the finished scenes.
     code, out, _ = seg_run("tile", remote, "--labels", remote, "--out", store, "--size", "64", "-q")
     assert code == 0 and "(0 tiled, 2 already done)" in out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from seg.store import WindowStore
+from seg.data.store import WindowStore
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -137,7 +137,7 @@ def test_robustness_rasters_tiled_or_refused(tmp_path: Path, seg_run: Run, name:
         return
     assert code == 0, err
     (s,) = WindowStore.open(str(out)).scenes()
-    assert len(s) >= 1 and s.image.shape[1] == len(s.attrs["bands"])
+    assert len(s) >= 1 and s.image.shape[1] == len(s.attrs.bands)
     assert np.isfinite(s.band_stats.mean).all() and (s.band_stats.std > 0).all()
 
 
@@ -148,6 +148,4 @@ def test_gcp_raster_in_pixel_space(tmp_path: Path, seg_run: Run) -> None:
     )
     assert code == 0, err
     (s,) = WindowStore.open(str(tmp_path / "p.zarr")).scenes()
-    assert s.attrs["pixel_space"] and s.attrs["tags"]["TIFFTAG_IMAGEDESCRIPTION"].startswith(
-        "Sentinel-1"
-    )
+    assert s.attrs.pixel_space and s.attrs.tags["TIFFTAG_IMAGEDESCRIPTION"].startswith("Sentinel-1")

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = 255
+from seg.classes import IGNORE
+
 Norm = Literal["none", "instance", "batch"]
 
 

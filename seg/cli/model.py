@@ -1,0 +1,221 @@
+"""`seg train`, `seg predict`, `seg stitch`, `seg eval`: a store into a model, a model into masks,
+masks against truth."""
+
+from __future__ import annotations
+
+import typer
+
+from seg.cli.app import app, command
+from seg.report import ConsoleReporter
+
+
+@command(app, "train")
+def train_command(
+    config: str = typer.Option(
+        ..., "--config", "-c", help="Experiment YAML (configs/unet_mobilenetv2.yaml)."
+    ),
+    data: str = typer.Option(
+        ..., "--data", "-d", help="Window store from `seg tile` (local or gs://)."
+    ),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Run folder for checkpoints and logs (local or gs://)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config key, e.g. --set train.epochs=3."
+    ),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="'auto': continue from the newest complete checkpoint in --out; or a checkpoint.",
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPU indices, e.g. 0 or 0,1 (one per torchrun process)."
+    ),
+) -> None:
+    """Train a segmentation model on a window store; resumable, exit 75 when preempted.
+
+    Example: seg train --config configs/unet_mobilenetv2.yaml --data ds.zarr --out runs/exp1
+    Several GPUs: torchrun --nproc-per-node 2 -m seg train ... --gpus 0,1
+    """
+    from seg.training.run import run_training
+
+    result = run_training(
+        config,
+        data,
+        out,
+        overrides=list(set_),
+        resume=resume,
+        gpus=gpus,
+        reporter=ConsoleReporter(),
+    )
+    best = f"{result.best:.4f}" if result.best is not None else "n/a"
+    typer.echo(
+        f"trained: {result.epoch} epochs, {result.step} steps ({result.reason});"
+        f" best {result.metric} {best}; checkpoints in {result.run_dir}"
+    )
+
+
+@command(app, "predict")
+def predict_command(
+    scenes: list[str] = typer.Argument(
+        None, help="GeoTIFF scenes: files, folders, globs or gs:// URLs.", show_default=False
+    ),
+    checkpoint: str = typer.Option(
+        ..., "--checkpoint", "-k", help="Checkpoint from `seg train` (local or gs://)."
+    ),
+    out: str = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="A .tif for one scene, else a folder of <scene>_mask.tif files;"
+        " with --store, a predictions zarr.",
+    ),
+    store: str | None = typer.Option(
+        None, "--store", help="Predict the windows of a `seg tile` store (then `seg stitch`)."
+    ),
+    split: str | None = typer.Option(None, help="With --store: only this split's scenes."),
+    overlap: int | None = typer.Option(
+        None, help="Pixels shared by neighbouring windows (default: window size / 4)."
+    ),
+    batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
+    tta: bool = typer.Option(False, "--tta", help="Average flips and a quarter turn (4x slower)."),
+    probabilities: bool = typer.Option(
+        False, "--probabilities", help="Also write <mask>_probs.tif, one band per class."
+    ),
+    prob_dtype: str = typer.Option("uint8", help="uint8 (scaled by 254) or float16."),
+    vector: str | None = typer.Option(
+        None,
+        help="Also write class polygons: a .geojson/.gpkg file (one scene), or geojson|gpkg"
+        " for one file next to each mask.",
+    ),
+    bands: str | None = typer.Option(
+        None, help="1-based scene bands to feed the model, e.g. 4,3,2 (default: as trained)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 on CPUs that have it, fp16 on GPU), fp32, bf16 or fp16."
+    ),
+    pixel_space: bool = typer.Option(
+        False, "--pixel-space", help="Predict rasters without a georeference (the mask has none)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose outputs exist."),
+    shard_index: int | None = typer.Option(
+        None, help="This machine's share of the scenes [$BATCH_TASK_INDEX].", show_default=False
+    ),
+    shard_count: int | None = typer.Option(
+        None, help="How many machines share the scenes [$BATCH_TASK_COUNT].", show_default=False
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Segment scenes with a trained checkpoint: masks on exactly each scene's grid (COG).
+
+    Example: seg predict scene.tif -k runs/exp1/best.pt --out scene_mask.tif --vector geojson
+    """
+    from seg.errors import ConfigError
+    from seg.inference.options import PredictOptions, parse_bands
+    from seg.inference.scenes import predict_scenes
+    from seg.inference.store_predictions import predict_store
+    from seg.shards import Shard
+
+    options = PredictOptions(
+        overlap=overlap,
+        batch_size=batch_size,
+        tta=tta,
+        probabilities=prob_dtype if probabilities else None,
+        vector=vector,
+        bands=parse_bands(bands),
+        device=device,
+        precision=precision,
+        pixel_space=pixel_space,
+        overwrite=overwrite,
+        shard=Shard.of(shard_index, shard_count),
+    )
+    reporter = ConsoleReporter(progress=not quiet)
+    if store is not None and scenes:
+        raise ConfigError("give either SCENE... or --store, not both")
+    if store is not None:
+        summary = predict_store(
+            store, checkpoint=checkpoint, out=out, split=split, options=options, reporter=reporter
+        )
+    else:
+        summary = predict_scenes(
+            scenes or [], checkpoint=checkpoint, out=out, options=options, reporter=reporter
+        )
+    typer.echo(f"predicted: {summary.line()}")
+
+
+@command(app, "stitch")
+def stitch_command(
+    predictions: str = typer.Argument(..., help="Predictions zarr from `seg predict --store`."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Folder for one <scene>_mask.tif per scene (local or gs://)."
+    ),
+    probabilities: bool = typer.Option(
+        False, "--probabilities", help="Also write <mask>_probs.tif."
+    ),
+    prob_dtype: str = typer.Option("uint8", help="uint8 (scaled by 254) or float16."),
+    vector: str | None = typer.Option(
+        None, help="Also write class polygons next to each mask: geojson or gpkg."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose outputs exist."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Blend stored per-window predictions into one mask GeoTIFF per scene, on its own grid."""
+    from seg.inference.store_predictions import stitch_predictions
+
+    summary = stitch_predictions(
+        predictions,
+        out,
+        probabilities=prob_dtype if probabilities else None,
+        vector=vector,
+        overwrite=overwrite,
+        reporter=ConsoleReporter(progress=not quiet),
+    )
+    typer.echo(f"stitched: {summary.line()}")
+
+
+@command(app, "eval")
+def eval_command(
+    prediction: str = typer.Argument(..., help="Mask GeoTIFF from `seg predict`."),
+    truth: str = typer.Argument(
+        ..., help="Truth: a label raster on the same grid, or a GeoJSON/GeoPackage."
+    ),
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for report.json, report.md and overlay.png (default: <mask>_eval/).",
+    ),
+    image: str | None = typer.Option(
+        None, help="Scene for the overlay's first panel (default: the mask's source)."
+    ),
+    window_size: int | None = typer.Option(
+        None, help="Window size used to predict (default: from the mask's tags)."
+    ),
+    overlap: int | None = typer.Option(
+        None, help="Window overlap used to predict (default: from the mask's tags)."
+    ),
+    border: int = typer.Option(8, min=1, help="Width of the band along internal window borders."),
+    label_attr: str | None = typer.Option(
+        None, help="Vector truth: attribute holding class ids or names (default: all class 1)."
+    ),
+    label_crs: str | None = typer.Option(
+        None, help="Vector truth: its CRS when the file names none (default: EPSG:4326)."
+    ),
+) -> None:
+    """Score a predicted mask against truth: IoU/F1/precision/recall, seams, overlay PNG."""
+    from seg.evaluation.evaluate import evaluate
+
+    report = evaluate(
+        prediction,
+        truth,
+        out=out,
+        image=image,
+        window_size=window_size,
+        overlap=overlap,
+        border=border,
+        label_attr=label_attr,
+        label_crs=label_crs,
+    )
+    typer.echo(report.markdown)
+    typer.echo(f"wrote {', '.join(report.files)}")

@@ -1,0 +1,52 @@
+"""What a prediction run is asked to do (`PredictOptions`) and what it did (`PredictSummary`):
+the values `seg predict`, `seg predict --store` and `seg stitch` share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seg.errors import ConfigError
+from seg.shards import Shard
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    overlap: int | None = None  # pixels shared by neighbouring windows; None = size // 4
+    batch_size: int = 4
+    tta: bool = False
+    probabilities: str | None = None  # None, "uint8" or "float16": also write <mask>_probs.tif
+    vector: str | None = None  # None, a .geojson/.gpkg path, or "geojson"/"gpkg" per scene
+    bands: tuple[int, ...] | None = None  # 1-based scene bands; None = as trained
+    device: str = "auto"
+    precision: str = "auto"
+    pixel_space: bool = False
+    overwrite: bool = False
+    shard: Shard = field(default_factory=Shard)
+
+
+@dataclass
+class PredictSummary:
+    scenes: int = 0
+    predicted: int = 0
+    skipped: int = 0  # outputs existed and --overwrite was not given
+    windows: int = 0
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.scenes} scenes ({self.predicted} predicted, {self.skipped} skipped: output"
+            f" exists), {self.windows} windows, {self.seconds:.1f} s"
+        )
+
+
+def parse_bands(bands: str | None) -> tuple[int, ...] | None:
+    """ "4,3,2" -> (4, 3, 2); None stays None."""
+    if bands is None:
+        return None
+    try:
+        return tuple(int(b) for b in str(bands).split(",") if b.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--bands {bands!r} is not a comma-separated list of 1-based band numbers"
+        ) from exc

@@ -1,0 +1,240 @@
+"""`predict_scenes()`: GeoTIFF scenes -> class masks on exactly each scene's grid.
+
+Per scene: overlapping windows from `seg.geo.grid.windows` (the last row/column shifted in; one
+padded window where the scene is smaller), read one window at a time, prepared exactly as the
+training data is (`seg.data.window_prep`), batched through the network, blended by
+`seg.inference.stitch.Stitcher` and written strip by strip by `seg.inference.outputs.SceneOutputs`.
+Memory depends on the scene width and the window size, never on the height.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from seg import fs as segfs
+from seg.checkpoint import CheckpointInfo
+from seg.data.window_prep import Normalisation, prepare_window
+from seg.errors import ConfigError, InputError
+from seg.geo.grid import Window, axis_offsets, check_geometry, windows
+from seg.geo.labels import stem
+from seg.geo.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
+from seg.inference.options import PredictOptions, PredictSummary
+from seg.inference.outputs import SceneOutputs, output_paths
+from seg.inference.pipeline import Behind, prefetch, return_freed_memory
+from seg.inference.predictor import Predictor, load_predictor
+from seg.inference.stitch import Sink, Stitcher
+from seg.report import SILENT, Reporter
+
+# read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
+WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def batches(
+    read: WindowReader,
+    height: int,
+    width: int,
+    *,
+    size: int,
+    stride: int,
+    norm: Normalisation,
+    batch_size: int,
+) -> Iterator[tuple[list[Window], np.ndarray, list[np.ndarray]]]:
+    """Windows in row-major order, grouped in batches: (windows, (B, C, S, S) float32, valid)."""
+    grid = windows(height, width, size, stride)
+    wins: list[Window] = []
+    xs: list[np.ndarray] = []
+    valids: list[np.ndarray] = []
+    for win in grid:
+        # One read per window: input memory stays per window, whatever the scene's width;
+        # GDAL's block cache (see block_cache) serves the overlap with the previous window.
+        image, v = read(win.row_off, win.height, win.col_off, win.width)  # (C, h, w), (h, w)
+        wins.append(win)
+        xs.append(prepare_window(image, v, norm, size))  # (C, S, S), as in training
+        valids.append(v)
+        if len(wins) == batch_size:
+            yield wins, np.stack(xs), valids
+            wins, xs, valids = [], [], []
+    if wins:
+        yield wins, np.stack(xs), valids
+
+
+def stitch_scene(
+    read: WindowReader,
+    height: int,
+    width: int,
+    *,
+    size: int,
+    overlap: int,
+    predictor: Predictor,
+    norm: Normalisation,
+    num_classes: int,
+    sink: Sink,
+    batch_size: int = 4,
+    advance: Callable[[int], None] | None = None,
+) -> int:
+    """Predict every window of a `height` x `width` scene and hand stitched rows to `sink`."""
+    stride = size - overlap
+    stitcher = Stitcher(height, width, num_classes, size, overlap, sink)
+
+    def blend(wins: list[Window], probs: np.ndarray, valids: list[np.ndarray]) -> None:
+        top = stitcher.top
+        for win, p, v in zip(wins, probs, valids, strict=True):
+            stitcher.add(win, p, v)
+        if stitcher.top != top:  # a row of windows is done: its buffers are free
+            return_freed_memory()
+
+    # Reading runs one batch ahead and blending + writing one behind the network
+    # (seg.inference.pipeline).
+    behind = Behind()
+    n = 0
+    try:
+        grid = batches(
+            read, height, width, size=size, stride=stride, norm=norm, batch_size=batch_size
+        )
+        for wins, x, valids in prefetch(grid):
+            probs = predictor(x)  # (B, K, S, S)
+            behind.submit(functools.partial(blend, wins, probs, valids))
+            n += len(wins)
+            if advance is not None:
+                advance(len(wins))
+        behind.submit(stitcher.finish)
+    except BaseException:
+        behind.abort()
+        raise
+    behind.close()
+    return n
+
+
+def check_scene(info: SceneInfo, ckpt: CheckpointInfo, bands_given: bool) -> None:
+    """Refuse a scene the checkpoint was not trained for (bands, dtype)."""
+    n_in = ckpt.in_channels
+    # Bands 1..n mean "all bands of the training scenes"; an explicit pick such as [4, 3, 2]
+    # says which bands to read from any scene that has them.
+    all_bands = ckpt.bands == tuple(range(1, n_in + 1))
+    if not bands_given and all_bands and len(info.bands) != n_in:
+        raise InputError(
+            f"{info.path} has {len(info.bands)} bands (without alpha) but the model was trained on"
+            f" {n_in} (bands {list(ckpt.bands)}); pass --bands to pick {n_in} of them, or use a"
+            " checkpoint trained on such scenes"
+        )
+    want = ckpt.dtype
+    if want and np.dtype(want) != np.dtype(info.dtype):
+        raise InputError(
+            f"{info.path} holds {info.dtype} pixels but the model was trained on {want}; convert"
+            f" the scene (e.g. gdal_translate -ot {np.dtype(want).name} -scale) or retrain"
+        )
+
+
+def window_reader(ds: Any, info: SceneInfo) -> WindowReader:
+    def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_strip(ds, info, row, height, col, width)
+
+    return read
+
+
+def block_cache(ds: Any, size: int) -> int:
+    """GDAL block cache in bytes: two strips of input blocks plus output tile rows, not GDAL's
+    default 5 % of RAM, which would let cached blocks grow with the scene's height."""
+    strip = ds.count * np.dtype(ds.dtypes[0]).itemsize * max(size, 512) * ds.width
+    return int(max(64 * 2**20, 2 * strip))
+
+
+def predict_scenes(
+    scenes: list[str],
+    *,
+    checkpoint: str,
+    out: str,
+    options: PredictOptions | None = None,
+    reporter: Reporter = SILENT,
+) -> PredictSummary:
+    """Predict a mask (and optional probabilities / polygons) for every scene of this shard."""
+    opts = options or PredictOptions()
+    if not scenes:
+        raise ConfigError("no scenes given: pass SCENE... (files, folders, globs) or --store STORE")
+    # Cheap checks of inputs and outputs before loading the network.
+    paths = opts.shard.pick(expand_inputs(scenes))
+    output_paths(paths, out, opts.probabilities is not None, opts.vector)
+    segfs.check_writable(out)
+    predictor, info = load_predictor(
+        checkpoint, device=opts.device, precision=opts.precision, tta=opts.tta
+    )
+    return predict_with(
+        predictor, info, paths, out=out, source=checkpoint, options=opts, reporter=reporter
+    )
+
+
+def predict_with(
+    predictor: Predictor,
+    info: CheckpointInfo,
+    paths: list[str],
+    *,
+    out: str,
+    source: str,
+    options: PredictOptions,
+    reporter: Reporter = SILENT,
+) -> PredictSummary:
+    """Predict `paths` with a network already loaded (`source` names it in the masks' tags)."""
+    started = time.perf_counter()
+    opts, size = options, info.size
+    overlap = size // 4 if opts.overlap is None else opts.overlap
+    if not 0 <= overlap < size:
+        raise ConfigError(f"--overlap {overlap} must be in 0..{size - 1} (window size {size})")
+    check_geometry(size, size - overlap)
+    read_bands = list(opts.bands or info.bands)
+    if len(read_bands) != info.in_channels:
+        raise ConfigError(
+            f"--bands gives {len(read_bands)} bands; the model takes {info.in_channels}"
+        )
+    outputs = output_paths(paths, out, opts.probabilities is not None, opts.vector)
+    tags = {"SEG_CHECKPOINT": source, "SEG_WINDOW": {"size": size, "overlap": overlap}}
+    norm = Normalisation(np.asarray(info.mean), np.asarray(info.std))
+    summary = PredictSummary(scenes=len(paths))
+    with reporter.bar("scenes", len(paths)) as scenes_bar, reporter.bar("windows", 0) as bar:
+        for path in paths:
+            dst = outputs[path]
+            if segfs.exists(dst.mask) and not opts.overwrite:
+                summary.skipped += 1
+                scenes_bar.advance()
+                continue
+            with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
+                if opts.bands is None:  # the scene's own band count, not the checkpoint's pick
+                    check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
+                scene = scene_info(ds, path, read_bands, opts.pixel_space)
+                check_scene(scene, info, bands_given=True)
+                # How many windows (for the bar only: the grid itself is built once, in batches).
+                stride = size - overlap
+                rows, cols = (
+                    axis_offsets(scene.height, size, stride),
+                    axis_offsets(scene.width, size, stride),
+                )
+                grid_n = len(rows) * len(cols)
+                bar.reset(grid_n, f"windows {stem(path)}")
+                writer = SceneOutputs(
+                    scene, dst, list(info.class_names), opts.probabilities,
+                    {**tags, "SEG_SOURCE": path},
+                )  # fmt: skip
+                with writer.open() as sink:
+                    summary.windows += stitch_scene(
+                        window_reader(ds, scene),
+                        scene.height,
+                        scene.width,
+                        size=size,
+                        overlap=overlap,
+                        predictor=predictor,
+                        norm=norm,
+                        num_classes=info.num_classes,
+                        sink=sink,
+                        batch_size=opts.batch_size,
+                        advance=bar.advance,
+                    )
+            summary.predicted += 1
+            summary.outputs.append(dst.mask)
+            scenes_bar.advance()
+    summary.seconds = time.perf_counter() - started
+    return summary

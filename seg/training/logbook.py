@@ -1,0 +1,150 @@
+"""What a training run records and shows: TensorBoard scalars and preview grids, metrics.jsonl
+(one line per epoch), and through the reporter a progress bar (loss, windows/s, ETA) and an
+epoch summary line.
+
+RUN_DIR may be gs://: TensorBoard events are written to a local folder and copied to
+RUN_DIR/tensorboard after each epoch; metrics.jsonl is rewritten atomically. On resume, entries
+after the checkpoint's step are dropped, so a resumed run reads as one run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from seg import classes
+from seg import fs as segfs
+from seg.report import SILENT, Bar, Reporter
+
+
+def colour_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (3, H, W) uint8, in the class colours of every seg output."""
+    return classes.colour_mask(mask).transpose(2, 0, 1)
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """Normalised (C, H, W) -> (3, H, W) uint8: first three bands (or one repeated), 2-98 %
+    stretched, so any band count can be looked at."""
+    bands = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
+    lo, hi = np.percentile(bands, 2), np.percentile(bands, 98)
+    scaled = (bands - lo) / max(float(hi - lo), 1e-6)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def preview_grid(images: np.ndarray, truths: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """Rows of image | truth | prediction for N windows -> one (3, N*H, 3*W) uint8 image."""
+    rows = [
+        np.concatenate([display_image(img), colour_mask(t), colour_mask(p)], axis=2)
+        for img, t, p in zip(images, truths, preds, strict=True)
+    ]
+    return np.concatenate(rows, axis=1)
+
+
+class Logbook:
+    """Rank 0's logs in RUN_DIR. `resume_step` drops records written after that step."""
+
+    def __init__(self, run_dir: str, resume_step: int | None, reporter: Reporter = SILENT) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        self.metrics_path = segfs.join(run_dir, "metrics.jsonl")
+        self.remote = segfs.is_remote(run_dir)
+        self._tmp = tempfile.TemporaryDirectory(prefix="seg-tb-") if self.remote else None
+        tb_dir = self._tmp.name if self._tmp else segfs.join(run_dir, "tensorboard")
+        if self.remote and resume_step is not None:
+            self._pull_tensorboard(tb_dir)
+        # purge_step: TensorBoard hides events after the resumed step (written before the kill).
+        self.tb = SummaryWriter(tb_dir, purge_step=resume_step)
+        self.tb_dir = tb_dir
+        self.records = self._read_records(resume_step)
+        self.reporter = reporter
+
+    def _read_records(self, resume_step: int | None) -> list[dict[str, Any]]:
+        if resume_step is None or not segfs.exists(self.metrics_path):
+            return []
+        lines = segfs.read_bytes(self.metrics_path).decode().splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+        kept = [r for r in records if int(r.get("step", 0)) <= resume_step]
+        if len(kept) != len(records):
+            self._write_records(kept)
+        return kept
+
+    def _write_records(self, records: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        segfs.write_bytes_atomic(self.metrics_path, text.encode())
+
+    def _pull_tensorboard(self, local: str) -> None:
+        fs, root = segfs.filesystem(segfs.join(self.run_dir, "tensorboard"))
+        if fs.exists(root):
+            fs.get(root.rstrip("/") + "/", local.rstrip("/") + "/", recursive=True)
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
+        for key, value in values.items():
+            if value is not None and math.isfinite(value):
+                self.tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def epoch(self, record: dict[str, Any], preview: np.ndarray | None) -> None:
+        """One epoch's record: TensorBoard scalars + preview grid, a metrics.jsonl line, and a
+        one-line summary on stderr."""
+        step = int(record["step"])
+        self.scalars(step, {k: v for k, v in record.items() if isinstance(v, float)}, "epoch")
+        for name, values in record.get("per_class", {}).items():
+            for metric in ("iou", "f1", "precision", "recall"):
+                self.tb.add_scalar(f"val_{metric}/{name}", values[metric], step)
+        if preview is not None:
+            self.tb.add_image("val/image|truth|prediction", preview, step)
+        self.tb.flush()
+        if self.remote:
+            fs, root = segfs.filesystem(segfs.join(self.run_dir, "tensorboard"))
+            fs.put(self.tb_dir.rstrip("/") + "/", root.rstrip("/") + "/", recursive=True)
+        self.records.append(record)
+        self._write_records(self.records)
+        per_class = " ".join(f"{n}={v['iou']:.3f}" for n, v in record.get("per_class", {}).items())
+        self.reporter.note(
+            f"epoch {record['epoch']} step {step}: train_loss {record['train_loss']:.4f}"
+            f" val_loss {record.get('val_loss', float('nan')):.4f} mIoU {record['miou']:.3f}"
+            f" (IoU {per_class}) {record['windows_per_s']:.1f} windows/s"
+        )
+
+    def close(self) -> None:
+        self.tb.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class EpochBar:
+    """Steps of the current epoch with loss and windows/s (rank 0 only; silent elsewhere)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.bar: Bar = Bar()
+        self.started = time.perf_counter()
+        self.windows = 0
+
+    def __enter__(self) -> EpochBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def start_epoch(self, epoch: int, total: int, done: int) -> None:
+        self.bar.close()
+        self.bar = self.reporter.bar(f"epoch {epoch}", total, completed=done)
+        self.started, self.windows = time.perf_counter(), 0
+
+    def advance(self, windows: int, loss: float) -> float:
+        """Record one step of `windows` windows; returns windows/s so far this epoch."""
+        self.windows += windows
+        speed = self.windows / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.advance(1, note=f"loss {loss:.4f} {speed:.1f} win/s")
+        return speed
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()

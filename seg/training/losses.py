@@ -1,0 +1,76 @@
+"""Segmentation losses chosen by `loss.name`: cross-entropy, Dice, CE+Dice, focal.
+
+All take logits (B, K, H, W) and integer targets (B, H, W); pixels labelled 255 never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from seg.classes import IGNORE
+from seg.config import LossSection
+from seg.errors import ConfigError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft multi-class Dice over valid pixels, averaged over classes."""
+    k = logits.shape[1]
+    valid = (target != IGNORE).unsqueeze(1)  # (B, 1, H, W)
+    prob = logits.float().softmax(dim=1) * valid
+    # 255 -> class 0 for one_hot, then masked out by `valid`.
+    onehot = F.one_hot(torch.where(target == IGNORE, 0, target).long(), k)  # (B, H, W, K)
+    onehot = onehot.permute(0, 3, 1, 2).float() * valid  # (B, K, H, W)
+    dims = (0, 2, 3)
+    inter = (prob * onehot).sum(dims)
+    denom = prob.sum(dims) + onehot.sum(dims)
+    dice = (2 * inter + eps) / (denom + eps)  # (K,)
+    return 1.0 - dice.mean()
+
+
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Focal loss (Lin et al.): CE scaled by (1 - p_t)^gamma, mean over valid pixels."""
+    ce = F.cross_entropy(
+        logits.float(), target.long(), weight=weight, ignore_index=IGNORE, reduction="none"
+    )
+    valid = target != IGNORE
+    if not valid.any():
+        return logits.sum() * 0.0
+    pt = torch.exp(
+        -F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="none")
+    )
+    return ((1 - pt) ** gamma * ce)[valid].mean()
+
+
+def build_loss(section: LossSection, num_classes: int, device: torch.device) -> LossFn:
+    """A loss function (logits, target) -> scalar for the configured name."""
+    weight: torch.Tensor | None = None
+    if section.class_weights is not None:
+        if len(section.class_weights) != num_classes:
+            raise ConfigError(
+                f"loss.class_weights has {len(section.class_weights)} values but the store has"
+                f" {num_classes} classes; give one weight per class"
+            )
+        weight = torch.tensor(section.class_weights, dtype=torch.float32, device=device)
+
+    def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not (target != IGNORE).any():
+            # An all-ignore batch: a zero that still keeps the graph (no NaN from an empty mean).
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.float(), target.long(), weight=weight, ignore_index=IGNORE)
+
+    if section.name == "ce":
+        return ce
+    if section.name == "dice":
+        return dice_loss
+    if section.name == "focal":
+        gamma = section.focal_gamma
+        return lambda logits, target: focal_loss(logits, target, gamma, weight)
+    dice_weight = section.dice_weight
+    return lambda logits, target: ce(logits, target) + dice_weight * dice_loss(logits, target)

@@ -1,0 +1,277 @@
+"""pix2pix training: the segmentation loss plus lambda x an adversarial loss from a PatchGAN.
+
+`AdversarialStep` is the `Step` (seg.training.steps) for `model.name: pix2pix`. Per batch, with the
+generator's softmax P and the one-hot truth T (ignore pixels zeroed in both, see
+seg.models.pix2pix):
+
+    1. D, `d_steps` times:  D loss on (image, T) as real and (image, P.detach()) as fake
+    2. G, `g_steps` times:  seg_loss(logits, mask) + lambda_adv x G adversarial loss on (image, P)
+
+Every stabiliser is a switch in the `pix2pix` config section (seg.config.Pix2PixSection):
+spectral norm in D, one-sided label smoothing, soft labels drawn from U(0, w), instance noise on
+D's inputs annealed linearly to zero, separate optimizers/LRs for G and D (TTUR), update ratios,
+randomly flipped labels. Randomness comes from torch's global RNG, which the loop saves and
+restores, so a resumed CPU run equals a straight one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from seg.classes import IGNORE
+from seg.models.pix2pix import (
+    build_discriminator,
+    discriminator_accuracy,
+    discriminator_term,
+    generator_term,
+    gradient_penalty,
+    loss_floor,
+    one_hot,
+    patch_weights,
+)
+from seg.training.segmentation import SegmentationStep
+from seg.training.steps import StepSpec, build_scaler, build_scheduler, scaled_update
+
+if TYPE_CHECKING:
+    from seg.config import TrainConfig
+
+EMA = 0.05  # smoothing of the collapse monitors: ~20-step memory
+
+
+class AdversarialStep(SegmentationStep):
+    """UNet-MobileNetV2 generator + PatchGAN discriminator, trained as a conditional GAN.
+
+    The generator side (network, loss, optimizer, scheduler, scaler, evaluation) is
+    SegmentationStep's; this class adds the discriminator and the adversarial updates.
+    """
+
+    def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
+        # G first, then D: the order in which they draw their initial weights from the RNG.
+        super().__init__(cfg, spec)
+        p = cfg.pix2pix
+        self.p = p
+        d = build_discriminator(
+            spec.in_channels,
+            spec.num_classes,
+            base_channels=p.d_channels,
+            layers=p.d_layers,
+            norm=p.d_norm,
+            spectral_norm=p.spectral_norm,
+        ).to(spec.device)
+        if spec.channels_last:
+            d = d.to(memory_format=torch.channels_last)
+        self.d_net = d
+        self.d_model: nn.Module = spec.wrap(d)
+        # TTUR: D has its own LR; beta1 0.5 is the usual GAN setting (Radford et al. 2015).
+        self.optimizer_d = torch.optim.Adam(d.parameters(), lr=p.lr_d, betas=(p.beta1_d, 0.999))
+        self.scheduler_d = build_scheduler(self.optimizer_d, cfg, spec.total_steps)
+        self.scaler_d = build_scaler(spec)
+        self.noise_steps = p.instance_noise_steps or max(1, spec.total_steps // 2)
+        # Bookkeeping that checkpoints carry so a resumed run logs and anneals identically.
+        self.steps_done = 0
+        self.monitor = {"d_excess": math.nan, "d_warned": 0.0, "collapse_run": 0.0}
+
+    # --- the Step contract (generator parts inherited) --------------------------------------
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.d_net
+
+    def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        p = self.p
+        image = self._prepare(image)
+        valid = (mask != IGNORE).unsqueeze(1).float()  # (B, 1, H, W)
+        real = one_hot(mask, self.spec.num_classes)  # (B, K, H, W), zeros at ignore
+        cond = image * valid  # D never sees the image where the truth is unknown
+        sigma = p.instance_noise * max(0.0, 1.0 - self.steps_done / self.noise_steps)
+        stats: dict[str, float] = {"noise": sigma}
+
+        logits = self._generate(image)
+        for _ in range(p.d_steps):
+            fake = logits.detach().float().softmax(dim=1) * valid  # (B, K, H, W)
+            d_stats = self._d_update(cond, real, fake, valid, sigma)
+            if not math.isfinite(d_stats["d_loss"]):
+                return {"loss": math.nan, **d_stats}
+            stats.update(d_stats)
+
+        for i in range(p.g_steps):
+            if i > 0:
+                logits = self._generate(image)
+            g_stats = self._g_update(cond, logits, mask, valid, sigma)
+            stats.update(g_stats)
+            if not math.isfinite(g_stats["loss"]):
+                return stats
+        self._watch(stats, logits.detach(), mask)
+        self.steps_done += 1
+        return stats
+
+    def step_schedulers(self) -> None:
+        super().step_schedulers()
+        self.scheduler_d.step()
+
+    def train(self) -> None:
+        super().train()
+        self.d_model.train()
+
+    def eval(self) -> None:
+        super().eval()
+        self.d_model.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        # "state_dict" holds the generator only, so `seg predict` loads a pix2pix checkpoint.
+        return {
+            **super().state_dict(),
+            "discriminator": self.d_net.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "scheduler_d": self.scheduler_d.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "adversarial": {"steps_done": self.steps_done, **self.monitor},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "discriminator" not in state:
+            # A plain segmentation checkpoint: warm-start G, D starts fresh.
+            self.spec.reporter.warn("checkpoint has no discriminator: starting D from scratch")
+            return
+        self.d_net.load_state_dict(state["discriminator"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.scheduler_d.load_state_dict(state["scheduler_d"])
+        if state.get("scaler_d"):
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        extra = dict(state.get("adversarial", {}))
+        self.steps_done = int(extra.pop("steps_done", 0))
+        self.monitor.update({k: float(v) for k, v in extra.items() if k in self.monitor})
+
+    # --- the two updates -------------------------------------------------------------------
+
+    def _noisy(self, x: torch.Tensor, valid: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Instance noise (Sønderby et al. 2016): blurs the one-hot vs softmax giveaway early on."""
+        if sigma <= 0:
+            return x
+        return (x + sigma * torch.randn_like(x)) * valid
+
+    def _targets(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample D targets (B, 1, 1, 1) for the real and fake pairs."""
+        p = self.p
+        real = torch.full((batch, 1, 1, 1), p.real_label, device=device)
+        fake = torch.zeros((batch, 1, 1, 1), device=device)
+        if p.soft_label_width > 0:
+            real = real - p.soft_label_width * torch.rand_like(real)
+            fake = fake + p.soft_label_width * torch.rand_like(fake)
+        if p.flip_prob > 0:
+            flip = torch.rand_like(real) < p.flip_prob
+            real, fake = torch.where(flip, fake, real), torch.where(flip, real, fake)
+        return real, fake
+
+    def _d_update(
+        self,
+        cond: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        valid: torch.Tensor,
+        sigma: float,
+    ) -> dict[str, float]:
+        p = self.p
+        self.d_net.requires_grad_(True)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        t_real, t_fake = self._targets(cond.shape[0], cond.device)
+        real_in, fake_in = self._noisy(real, valid, sigma), self._noisy(fake, valid, sigma)
+        with self.spec.autocast():
+            if p.d_norm == "batch":  # batch statistics must not mix real and fake pairs
+                out_real = self.d_model(self._noisy(cond, valid, sigma), real_in)
+                out_fake = self.d_model(self._noisy(cond, valid, sigma), fake_in)
+            else:  # one pass over both halves: same result, better use of the cores
+                both_cond = self._noisy(torch.cat([cond, cond]), torch.cat([valid, valid]), sigma)
+                out_real, out_fake = self.d_model(both_cond, torch.cat([real_in, fake_in])).chunk(2)
+        weights = patch_weights(valid, out_real.shape[-2:])  # (B, 1, h, w)
+        loss_real = discriminator_term(p.gan_loss, out_real, t_real, weights)
+        loss_fake = discriminator_term(p.gan_loss, out_fake, t_fake, weights)
+        loss = loss_real + loss_fake
+        stats = {"d_real": float(loss_real.detach()), "d_fake": float(loss_fake.detach())}
+        if p.gan_loss == "wgan-gp":
+            gp = gradient_penalty(self.d_net, cond, real, fake)
+            loss = loss + p.gp_weight * gp
+            stats["d_gp"] = float(gp.detach())
+        stats["d_loss"] = float(loss.detach())
+        if not self.spec.all_finite(loss):  # every DDP rank skips, or none does
+            stats["d_loss"] = math.nan
+            return stats
+        stats["grad_norm_d"] = scaled_update(
+            loss, self.optimizer_d, self.scaler_d, self.d_net.parameters(), self.cfg.optim.grad_clip
+        )
+        stats["d_acc"] = discriminator_accuracy(p.gan_loss, out_real, out_fake, weights)
+        # Near 0 when D separates real from fake perfectly (smoothed BCE never reaches 0 itself).
+        floor = loss_floor(p.gan_loss, t_real, weights) + loss_floor(p.gan_loss, t_fake, weights)
+        stats["d_excess"] = float(loss_real.detach() + loss_fake.detach()) - floor
+        return stats
+
+    def _g_update(
+        self,
+        cond: torch.Tensor,
+        logits: torch.Tensor,
+        mask: torch.Tensor,
+        valid: torch.Tensor,
+        sigma: float,
+    ) -> dict[str, float]:
+        p = self.p
+        seg = self.loss_fn(logits, mask)
+        # D is only a critic here: no gradients into its weights (and none to all-reduce).
+        self.d_net.requires_grad_(False)
+        fake = logits.softmax(dim=1) * valid
+        with self.spec.autocast():
+            out = self.d_net(self._noisy(cond, valid, sigma), self._noisy(fake, valid, sigma))
+        adv = generator_term(p.gan_loss, out, patch_weights(valid, out.shape[-2:]))
+        loss = seg + p.lambda_adv * adv
+        stats = {
+            "loss": float(loss.detach()),
+            "seg_loss": float(seg.detach()),
+            "g_adv": float(adv.detach()),
+        }
+        if not self.spec.all_finite(loss):
+            stats["loss"] = math.nan
+            self.d_net.requires_grad_(True)
+            return stats
+        self.optimizer.zero_grad(set_to_none=True)
+        stats["grad_norm"] = self._update_generator(loss)
+        self.d_net.requires_grad_(True)
+        return stats
+
+    # --- what gets logged and watched -------------------------------------------------------
+
+    def _watch(self, stats: dict[str, float], logits: torch.Tensor, mask: torch.Tensor) -> None:
+        """Warn (once per episode) when D wins outright or G predicts a single class."""
+        m, p = self.monitor, self.p
+        excess = stats.get("d_excess", math.nan)
+        if math.isfinite(excess):
+            prev = m["d_excess"]
+            m["d_excess"] = excess if not math.isfinite(prev) else (1 - EMA) * prev + EMA * excess
+            collapsed = self.steps_done >= p.collapse_patience and m["d_excess"] < p.d_collapse_loss
+            if collapsed and not m["d_warned"]:
+                self.spec.reporter.warn(
+                    f"step {self.steps_done}: discriminator loss collapsed towards zero"
+                    f" ({m['d_excess']:.4f}): D wins outright; try a lower pix2pix.lr_d, more"
+                    " instance_noise, flip_prob or spectral_norm"
+                )
+            m["d_warned"] = float(collapsed)
+        valid = mask != IGNORE
+        pred = logits.argmax(dim=1)[valid]
+        truth = mask[valid]
+        if pred.numel() == 0:
+            return
+        k = self.spec.num_classes
+        top_pred = float(torch.bincount(pred, minlength=k).max()) / pred.numel()
+        top_truth = float(torch.bincount(truth.long(), minlength=k).max()) / truth.numel()
+        stats["pred_top_class"] = top_pred
+        one_class = top_pred > 0.995 and top_truth < 0.95
+        m["collapse_run"] = m["collapse_run"] + 1 if one_class else 0.0
+        if m["collapse_run"] == p.collapse_patience:
+            self.spec.reporter.warn(
+                f"step {self.steps_done}: the generator has predicted a single class for"
+                f" {p.collapse_patience} steps although the truth has several; try a lower"
+                " pix2pix.lambda_adv"
+            )

@@ -1,0 +1,41 @@
+"""`run_training()`: the CLI's one call for `seg train`: load and check the config, train, and
+turn running out of memory into one line that says which batch size to try."""
+
+from __future__ import annotations
+
+import torch
+
+from seg.config import TrainConfig, load_config
+from seg.errors import ResourceError
+from seg.models import model_entry
+from seg.report import SILENT, Reporter
+from seg.training import runtime
+from seg.training.loop import Trainer, TrainResult
+
+
+def run_training(
+    config: str | None,
+    data: str,
+    out: str,
+    *,
+    overrides: list[str] | None = None,
+    resume: str | None = None,
+    gpus: str | None = None,
+    reporter: Reporter = SILENT,
+) -> TrainResult:
+    """Load the config and train; the CLI's one call."""
+    cfg = load_config(TrainConfig, config, overrides)
+    model_entry(cfg.model.name)  # an unknown model is a config error before any work
+    try:
+        return Trainer(cfg, data, out, resume=resume, gpus=gpus, reporter=reporter).run()
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        # CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError naming the failure.
+        oom = isinstance(exc, torch.OutOfMemoryError | MemoryError)
+        if not oom and "can't allocate memory" not in str(exc):
+            raise
+        raise ResourceError(
+            f"out of memory at data.batch_size={cfg.data.batch_size}; lower the batch size"
+            f" (e.g. --set data.batch_size={max(1, cfg.data.batch_size // 2)})"
+        ) from exc
+    finally:
+        runtime.shutdown_distributed()

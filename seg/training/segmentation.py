@@ -1,0 +1,114 @@
+"""`SegmentationStep`: a segmentation network trained with the configured loss under AMP
+(bf16 on CPU, fp16 + GradScaler on CUDA), channels_last, optional torch.compile and DDP."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from seg.models import build_model
+from seg.training.losses import build_loss
+from seg.training.steps import (
+    Step,
+    StepSpec,
+    build_optimizer,
+    build_scaler,
+    build_scheduler,
+    scaled_update,
+)
+
+if TYPE_CHECKING:
+    from seg.config import TrainConfig
+
+
+class SegmentationStep(Step):
+    """UNet-MobileNetV2 trained with the configured loss; AMP (bf16/fp16 + GradScaler)."""
+
+    def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
+        super().__init__(cfg, spec)
+        section = {
+            **cfg.model.model_dump(),
+            "in_channels": spec.in_channels,
+            "num_classes": spec.num_classes,
+        }
+        net = build_model(section).to(spec.device)
+        if spec.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.model: nn.Module = spec.wrap(net)
+        self.forward: Any = torch.compile(self.model) if spec.compile else self.model
+        self.loss_fn = build_loss(cfg.loss, spec.num_classes, spec.device)
+        self.optimizer = build_optimizer(net.parameters(), cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, spec.total_steps)
+        self.scaler = build_scaler(spec)
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.net
+
+    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
+        return (
+            image.contiguous(memory_format=torch.channels_last)
+            if self.spec.channels_last
+            else image
+        )
+
+    def _generate(self, image: torch.Tensor) -> torch.Tensor:
+        """Training forward of the (wrapped, maybe compiled) network: float32 logits."""
+        with self.spec.autocast():
+            return self.forward(image).float()
+
+    def _update_generator(self, loss: torch.Tensor) -> float:
+        """Backward + step of the generator's optimizer; the grad norm before clipping."""
+        return scaled_update(
+            loss, self.optimizer, self.scaler, self.net.parameters(), self.cfg.optim.grad_clip
+        )
+
+    def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self._generate(self._prepare(image)), mask)
+        if not self.spec.all_finite(loss):
+            value = float(loss.detach())
+            return {"loss": value if not math.isfinite(value) else math.nan}
+        grad_norm = self._update_generator(loss)
+        return {"loss": float(loss.detach()), "grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+        with self.spec.autocast():
+            logits = self.net(self._prepare(image))
+        return logits.float()
+
+    @torch.no_grad()
+    def eval_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> float:
+        return float(self.loss_fn(logits, mask))
+
+    def step_schedulers(self) -> None:
+        self.scheduler.step()
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train(self) -> None:
+        self.model.train()
+
+    def eval(self) -> None:
+        self.model.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "state_dict": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,138 @@
+"""Validation of a training step on the val split, and early stopping on a chosen metric.
+
+Windows are split across DDP ranks and the confusion matrices summed, so every rank sees the
+same metrics (and therefore takes the same early-stopping decision).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+
+from seg.config import EarlyStoppingSection, TrainConfig
+from seg.data.dataset import WindowDataset
+from seg.errors import ConfigError
+from seg.evaluation.metrics import ConfusionMatrix
+from seg.training.runtime import Distributed
+from seg.training.steps import Step
+
+GLOBAL_METRICS = ("miou", "mf1", "accuracy", "loss")
+
+
+def metric_value(name: str, result: dict[str, Any]) -> float:
+    """`miou`, `mf1`, `accuracy`, `loss` or `<iou|f1|precision|recall>/<class>` from a result."""
+    if name == "loss":
+        return float(result["val_loss"])
+    if "/" in name:
+        metric, cls = name.split("/", 1)
+        return float(result["per_class"][cls][metric])
+    return float(result[name])
+
+
+def check_metric_name(name: str, classes: list[str]) -> None:
+    if name in GLOBAL_METRICS:
+        return
+    metric, _, cls = name.partition("/")
+    if metric in ("iou", "f1", "precision", "recall") and cls in classes:
+        return
+    raise ConfigError(
+        f"early_stopping.metric {name!r} is not a validation metric; use one of"
+        f" {list(GLOBAL_METRICS)} or iou/<class> with a class of the store ({classes})"
+    )
+
+
+class Validator:
+    def __init__(
+        self,
+        dataset: WindowDataset,
+        cfg: TrainConfig,
+        device: torch.device,
+        ddp: Distributed,
+        class_names: list[str],
+    ) -> None:
+        shard = list(range(ddp.rank, len(dataset), ddp.world))  # this rank's share
+        batch = cfg.data.val_batch_size or cfg.data.batch_size
+        self.loader = DataLoader(
+            Subset(dataset, shard), batch_size=batch, num_workers=cfg.data.num_workers
+        )
+        preview = cfg.train.preview_windows
+        self.dataset, self.device, self.ddp = dataset, device, ddp
+        self.class_names = class_names
+        self.preview_ids = list(range(min(preview, len(dataset))))
+
+    def run(self, step: Step, should_stop: Any) -> dict[str, Any]:
+        """Metrics over this rank's share, summed over ranks. Stops early (returns {}) when
+        `should_stop()` turns true, so a SIGTERM during validation is answered in seconds."""
+        step.eval()
+        cm = ConfusionMatrix(len(self.class_names), self.class_names)
+        loss_sum, batches = 0.0, 0
+        for image, mask in self.loader:
+            if should_stop():
+                return {}
+            logits = step.eval_logits(image.to(self.device))
+            mask = mask.to(self.device)
+            loss = step.eval_loss(logits, mask)
+            if math.isfinite(loss):
+                loss_sum, batches = loss_sum + loss, batches + 1
+            cm.update(logits.argmax(1).cpu().numpy(), mask.cpu().numpy())
+        totals = torch.tensor([loss_sum, float(batches)], dtype=torch.float64)
+        counts = torch.from_numpy(cm.cm)
+        if self.ddp.enabled:
+            dist.all_reduce(totals)
+            dist.all_reduce(counts)
+            cm.cm = counts.numpy()
+        result = cm.compute()
+        result["val_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
+        return result
+
+    def preview(self, step: Step) -> np.ndarray | None:
+        """image | truth | prediction for the fixed first val windows (call on rank 0)."""
+        from seg.training.logbook import preview_grid
+
+        if not self.preview_ids:
+            return None
+        items = [self.dataset[i] for i in self.preview_ids]
+        images = torch.stack([im for im, _ in items])  # (N, C, S, S)
+        truths = torch.stack([m for _, m in items])  # (N, S, S)
+        preds = step.eval_logits(images.to(self.device)).argmax(1).cpu()
+        return preview_grid(images.numpy(), truths.numpy(), preds.numpy())
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the best value of a metric and the epochs since it improved."""
+
+    section: EarlyStoppingSection
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record an epoch's value; True when it is a new best."""
+        delta = self.section.min_delta
+        better = self.best is None or (
+            value > self.best + delta if self.section.mode == "max" else value < self.best - delta
+        )
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.section.enabled and self.bad_epochs >= self.section.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.bad_epochs = int(state.get("bad_epochs", 0))

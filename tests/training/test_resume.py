@@ -1,0 +1,124 @@
+"""`seg train` resume: SIGKILL + --resume auto repeats the straight run exactly; SIGTERM saves a
+checkpoint and exits 75; a resumed run's metrics.jsonl reads as one run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import seg, seg_inprocess, seg_popen, train_args, weights
+
+
+def wait_for(predicate, proc, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "timed out waiting for the training subprocess"
+        time.sleep(0.05)
+
+
+def latest_step(run: Path) -> int:
+    try:
+        return int(json.loads((run / "latest.json").read_text())["step"])
+    except (FileNotFoundError, ValueError):
+        return -1
+
+
+@pytest.mark.slow
+def test_kill_and_resume_auto_gives_identical_weights(
+    make_store, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    store = make_store({"a": "train", "b": "val"}, windows=4)
+    sets = [
+        "train.epochs=1",
+        "train.steps_per_epoch=4",
+        "checkpoint.every_steps=1",
+        "model.dropout=0.2",
+    ]
+    straight = tmp_path / "straight"
+    code, err = seg_inprocess(monkeypatch, capsys, *train_args(store, straight, *sets))
+    assert code == 0, err
+
+    killed = tmp_path / "killed"
+    proc = seg_popen(*train_args(store, killed, *sets))
+    wait_for(lambda: latest_step(killed) >= 2, proc)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    assert latest_step(killed) < 4 or not (killed / "metrics.jsonl").exists()
+    resumed = seg(*train_args(store, killed, *sets), "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a, b = weights(straight / "last.pt"), weights(killed / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The resumed run is one run: one metrics line for the one epoch.
+    lines = (killed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_checkpoint_exits_75_and_resume_appends(
+    make_store, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    store = make_store({"a": "train", "b": "val"}, windows=4)
+    sets = ["train.epochs=3", "train.steps_per_epoch=2"]
+    run = tmp_path / "run"
+    proc = seg_popen(*train_args(store, run, *sets))
+    # Wait until the first epoch is logged, then preempt in the middle of the next one.
+    wait_for(lambda: (run / "metrics.jsonl").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err[-2000:]
+    assert time.monotonic() - t0 < 30
+    assert "--resume auto" in err
+    stopped_at = latest_step(run)
+    assert stopped_at >= 2
+    assert (run / "last.pt").exists()
+
+    code, err = seg_inprocess(
+        monkeypatch, capsys, *train_args(store, run, *sets), "--resume", "auto"
+    )
+    assert code == 0, err
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert latest_step(run) == 6
+    # Nothing left to do: resuming a finished run is a no-op that still succeeds.
+    code, err = seg_inprocess(
+        monkeypatch, capsys, *train_args(store, run, *sets), "--resume", "auto"
+    )
+    assert code == 0, err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_store_and_run_dir_on_gcs_resume_as_one_run(
+    make_store, gcs_bucket: str, monkeypatch, capsys
+) -> None:
+    from seg import fs as segfs
+
+    local = make_store(windows=2)
+    fs, _ = segfs.filesystem(gcs_bucket)
+    bucket = gcs_bucket.removeprefix("gs://")
+    fs.put(str(local), f"{bucket}/train-test/ds.zarr", recursive=True)
+    store, run = f"{gcs_bucket}/train-test/ds.zarr", f"{gcs_bucket}/train-test/run"
+    args = train_args(store, run, "train.steps_per_epoch=1", "train.preview_windows=1")
+    args += ["--set", "data.num_workers=1"]  # a worker process opens its own gs:// handle
+    code, err = seg_inprocess(monkeypatch, capsys, *args, "--set", "train.epochs=1")
+    assert code == 0, err
+    code, err = seg_inprocess(
+        monkeypatch, capsys, *args, "--set", "train.epochs=2", "--resume", "auto"
+    )
+    assert code == 0, err
+    text = segfs.read_bytes(f"{run}/metrics.jsonl").decode()
+    assert [json.loads(x)["step"] for x in text.splitlines()] == [1, 2]
+    assert json.loads(segfs.read_bytes(f"{run}/latest.json"))["step"] == 2
+    names = {p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/train-test/run")}
+    assert {"last.pt", "best.pt", "config.yaml", "tensorboard"} <= names
+    assert fs.ls(f"{bucket}/train-test/run/tensorboard")
