@@ -158,12 +158,14 @@ class ScheduleSection(Section):
 
 
 class TrainSection(Section):
-    epochs: Annotated[int, Field(ge=1)] = 10
+    # None = as many as train.time_budget_s allows (10 without a budget).
+    epochs: Annotated[int | None, Field(ge=1)] = None
     # Steps in one epoch; None = one pass over the train windows.
     steps_per_epoch: Annotated[int | None, Field(ge=1)] = None
     # Stop after this many optimizer steps in total (across resumes); None = epochs decide.
     max_steps: Annotated[int | None, Field(ge=1)] = None
-    # Wall-clock budget in seconds for this invocation; a checkpoint is written when it runs out.
+    # Wall-clock budget in seconds for this invocation: the run plans itself to it (LR schedule
+    # ending at the budget, a stop at a step, a few validations; see seg.training.budget).
     time_budget_s: Annotated[float | None, Field(gt=0.0)] = None
     seed: int = 0
     deterministic: bool = False
@@ -199,6 +201,9 @@ class AugmentSection(Section):
     scale_crop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     scale_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
     scale_max: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # Train on a random crop x crop piece of each window (a multiple of 32, at most the window
+    # size): a step costs about (crop / window)^2 of a whole-window step. None = whole windows.
+    crop: Annotated[int | None, Field(ge=32)] = None
 
 
 class EarlyStoppingSection(Section):

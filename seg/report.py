@@ -73,7 +73,9 @@ class ConsoleReporter(Reporter):
         from rich.console import Console
 
         self.console = Console(file=stream or sys.stderr, soft_wrap=True, highlight=False)
-        self.enabled = progress
+        # Bars only on a terminal: in a log file (Cloud Batch, nohup) they are noise; notes and
+        # warnings are still written.
+        self.enabled = progress and self.console.is_terminal
         self._progress: Any = None
         self._open: set[Any] = set()
 

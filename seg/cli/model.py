@@ -50,9 +50,12 @@ def train_command(
     )
     best = f"{result.best:.4f}" if result.best is not None else "n/a"
     typer.echo(
-        f"trained: {result.epoch} epochs, {result.step} steps ({result.reason});"
-        f" best {result.metric} {best}; checkpoints in {result.run_dir}"
+        f"trained: {result.epoch} epochs, {result.step} steps, {result.windows_seen} windows"
+        f" ({result.reason}); best {result.metric} {best}; checkpoints in {result.run_dir}"
     )
+    if result.spent:
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in result.spent.items())
+        typer.echo(f"time: {parts}")
 
 
 @command(app, "predict")

@@ -75,6 +75,15 @@ def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
                 p=section.scale_crop,
             )
         )
+    if section.crop is not None and section.crop < size:
+        if section.crop % 32:
+            from seg.errors import ConfigError
+
+            raise ConfigError(
+                f"augment.crop {section.crop} is not a multiple of 32 (the UNet downsamples 5"
+                f" times); use {max(32, section.crop // 32 * 32)} or {section.crop // 32 * 32 + 32}"
+            )
+        steps.append(A.RandomCrop(height=section.crop, width=section.crop))
     if section.hflip > 0:
         steps.append(A.HorizontalFlip(p=section.hflip))
     if section.vflip > 0:

@@ -117,6 +117,7 @@ class TrainData:
     band_ids: list[int]  # the scene bands (1-based) the windows hold: what predict must read
     size: int
     dtype: str  # the scenes' pixel type: predict refuses scenes of another type
+    val_from_train: bool = False  # no scene in the val split: validating on training windows
 
 
 def open_data(data: str, cfg: DataSection) -> TrainData:
@@ -130,15 +131,16 @@ def open_data(data: str, cfg: DataSection) -> TrainData:
         )
     if not store.classes:
         raise StoreError(f"{data} has no class names; tile it with labels to train on it")
-    ids = {}
-    for split in (cfg.train_split, cfg.val_split):
-        ids[split] = store.scene_ids(split)
-        if not ids[split]:
-            raise StoreError(
-                f"split {split!r} of {data} has no finished scenes (splits: {store.splits});"
-                " tile scenes into it or choose the split with data.train_split/data.val_split"
-            )
-    train_ids = ids[cfg.train_split]
+    train_ids, val_ids = store.scene_ids(cfg.train_split), store.scene_ids(cfg.val_split)
+    if not train_ids:
+        raise StoreError(
+            f"split {cfg.train_split!r} of {data} has no finished scenes (splits: {store.splits});"
+            " tile scenes into it or choose the split with data.train_split"
+        )
+    # One scene (or all in train) is enough to start: validate on (a subsample of) the training
+    # windows then, and say so; the figures are optimistic, the run is still usable.
+    val_from_train = not val_ids
+    val_ids = val_ids or train_ids
     first = store.scene(train_ids[0]).image
     bands, size = int(first.shape[1]), int(store.settings["size"])
     if size % 32:
@@ -151,12 +153,13 @@ def open_data(data: str, cfg: DataSection) -> TrainData:
         data,
         store,
         train_ids,
-        ids[cfg.val_split],
+        val_ids,
         store.classes,
         bands,
         band_ids,
         size,
         str(first.dtype),
+        val_from_train,
     )
 
 

@@ -91,7 +91,7 @@ def run_progress(run_dir: str) -> Progress | None:
     total = None
     try:
         cfg = yaml.safe_load(segfs.read_bytes(segfs.join(run_dir, "config.yaml")))
-        total = int(cfg["train"]["epochs"])
+        total = int(cfg["train"]["epochs"]) if cfg["train"].get("epochs") else None
     except (FileNotFoundError, KeyError, TypeError, ValueError, yaml.YAMLError):
         pass
     metric = next((k for k in METRIC_KEYS if any(k in r for r in records)), METRIC_KEYS[-1])

@@ -7,6 +7,7 @@ NaN guard, validation, early stopping, logging and DDP. Per-batch work belongs t
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -15,22 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from seg import checkpoint as ckpt
 from seg import fs as segfs
-from seg.checkpoint import CheckpointInfo
-from seg.config import TrainConfig, dump_yaml
-from seg.data.dataset import build_datasets, open_data, train_loader
-from seg.data.window_prep import Normalisation
-from seg.errors import Diverged, Preempted
-from seg.report import SILENT, Reporter
-from seg.training import runtime
+from seg.config import dump_yaml
+from seg.data.dataset import train_loader
 from seg.training.logbook import EpochBar, Logbook
-from seg.training.steps import Step, StepSpec
-from seg.training.trainers import build_step
-from seg.training.validation import EarlyStopping, Validator, check_metric_name, metric_value
+from seg.training.session import Session
+from seg.training.validation import metric_value
 
 
 @dataclass
@@ -41,125 +34,12 @@ class TrainResult:
     best: float | None
     metric: str
     reason: str
+    windows_seen: int = 0  # by this invocation
+    spent: dict[str, float] | None = None  # a budgeted run: seconds per part (Budget.summary)
 
 
-class Trainer:
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        data: str,
-        out: str,
-        *,
-        resume: str | None = None,
-        gpus: str | None = None,
-        reporter: Reporter = SILENT,
-    ) -> None:
-        self.reporter = reporter if runtime.rank_is_main() else SILENT
-        gpu_list = runtime.parse_gpus(gpus)
-        self.ddp = runtime.init_distributed(runtime.wants_cuda(cfg.train, gpu_list))
-        self.cfg, self.out = cfg, out
-        self.data = info = open_data(data, cfg.data)
-        self.classes, self.bands, self.size = info.classes, info.bands, info.size
-        check_metric_name(cfg.early_stopping.metric, self.classes)
-        if self.ddp.is_main:
-            segfs.check_writable(out)
-        self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
-        self.resume_from = ckpt.choose_resume(out, resume)
-        resume_path, state = self.resume_from or ("", None)
-        bands, size = info.bands, info.size
-        amp = runtime.amp_dtype(cfg.train, self.device)
-        runtime.preflight(cfg, self.device, bands, size, amp is not None)
-        runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
-        if state:
-            ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
-        self.norm = (
-            Normalisation.from_json(state["band_stats"])
-            if state
-            else Normalisation.from_store(info.store, info.train_ids)
-        )
-        self.train_set, val_set = build_datasets(info, self.norm, cfg)
-        d = cfg.data
-        per_rank = len(self.train_set) // (d.batch_size * self.ddp.world)
-        self.steps_per_epoch = cfg.train.steps_per_epoch or max(1, per_rank)
-        total = cfg.train.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.train.max_steps or total)
-        spec = StepSpec(
-            in_channels=bands,
-            num_classes=len(self.classes),
-            device=self.device,
-            amp_dtype=amp,
-            channels_last=cfg.train.channels_last,
-            compile=cfg.train.compile,
-            total_steps=self.total_steps,
-            distributed=self.ddp.enabled,
-            device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            reporter=self.reporter,
-        )
-        self.step: Step = build_step(cfg, spec)
-        if cfg.model.encoder_weights and not state:
-            from seg.models.unet import load_encoder_weights
-
-            load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
-        self.validator = Validator(val_set, cfg, self.device, self.ddp, self.classes)
-        self.stopping = EarlyStopping(cfg.early_stopping)
-        self.epoch = self.global_step = self.batch_in_epoch = 0
-        if state:
-            self.step.load_state_dict(state)
-            self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
-            self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
-            self.stopping.load_state_dict(state.get("early_stopping", {}))
-            ckpt.set_rng_state(state["rng"])
-        self.signal: str | None = None
-
-    # -- checkpoints ---------------------------------------------------------------------------
-
-    def info(self) -> CheckpointInfo:
-        """What `seg predict` needs to know about the network this run trains."""
-        return CheckpointInfo(
-            model={
-                **self.cfg.model.model_dump(),
-                "in_channels": self.bands,
-                "num_classes": len(self.classes),
-            },
-            class_names=tuple(self.classes),
-            bands=tuple(self.data.band_ids),
-            mean=tuple(float(x) for x in self.norm.mean),
-            std=tuple(float(x) for x in self.norm.std),
-            size=self.size,
-            dtype=self.data.dtype,
-        )
-
-    def state(self) -> dict[str, Any]:
-        return {
-            **self.info().to_state(),
-            "config": self.cfg.model_dump(mode="json"),
-            **self.step.state_dict(),
-            "epoch": self.epoch,
-            "step": self.global_step,
-            "batch_in_epoch": self.batch_in_epoch,
-            "rng": ckpt.rng_state(),
-            "early_stopping": self.stopping.state_dict(),
-        }
-
-    def save(self, *names: str) -> None:
-        """Save on rank 0: periodic snapshots first, `last.pt` (and the pointer) last."""
-        if self.ddp.is_main:
-            ckpt.save_run_checkpoints(self.out, list(names), self.state(), self.cfg.checkpoint.keep)
-        if self.ddp.enabled:
-            dist.barrier()
-
-    # -- the loop ------------------------------------------------------------------------------
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.signal = signal.Signals(signum).name
-
-    def _preempt(self) -> Preempted:
-        self.save()
-        where = segfs.join(self.out, "last.pt")
-        return Preempted(
-            f"stopped by {self.signal or 'a signal'} at step {self.global_step}; checkpoint saved"
-            f" to {where}; run the same command with --resume auto to continue"
-        )
+class Trainer(Session):
+    """The loop over epochs and steps of a `Session` (what the run is set up with)."""
 
     def _loader(self) -> DataLoader[Any]:
         return train_loader(
@@ -172,6 +52,7 @@ class Trainer:
         DataLoader workers; that is a preemption too (checkpoint, exit 75), not a crash."""
         it = iter(self._loader())
         while True:
+            t0 = time.perf_counter()
             try:
                 batch = next(it)
             except StopIteration:
@@ -181,6 +62,8 @@ class Trainer:
                     raise
                 self.signal = self.signal or "a signal to the DataLoader workers"
                 raise self._preempt() from exc
+            if self.plan:
+                self.plan.charge("data", time.perf_counter() - t0)
             yield batch
 
     def run(self) -> TrainResult:
@@ -195,7 +78,12 @@ class Trainer:
                 segfs.write_bytes_atomic(
                     segfs.join(self.out, "config.yaml"), dump_yaml(self.cfg).encode()
                 )
-            return self._loop(log)
+            result = self._loop(log)
+            if self.ddp.is_main:
+                summary = {k: v for k, v in vars(result).items() if k != "run_dir"}
+                blob = json.dumps({**summary, "budget_s": self.cfg.train.time_budget_s}, indent=1)
+                segfs.write_bytes_atomic(segfs.join(self.out, "summary.json"), blob.encode())
+            return result
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -203,42 +91,62 @@ class Trainer:
                 log.close()
 
     def _loop(self, log: Logbook | None) -> TrainResult:
-        cfg, started, epoch_times = self.cfg, time.perf_counter(), [0.0]
+        plan, es = self.plan, self.cfg.early_stopping
         reason = "epochs done"
         with EpochBar(self.reporter) as bar:
-            while self.epoch < cfg.train.epochs and self.global_step < self.total_steps:
+            while self.epoch < self.epochs and self.global_step < self.total_steps:
                 t0 = time.perf_counter()
                 losses, speed = self._train_epoch(log, bar)
-                improved = self._end_epoch(log, losses, speed, t0)
-                snaps = ["best.pt"] if improved else []
-                if cfg.checkpoint.every_epochs and self.epoch % cfg.checkpoint.every_epochs == 0:
-                    snaps.append(f"epoch_{self.epoch:04d}.pt")
-                self.save(*snaps)
-                epoch_times.append(time.perf_counter() - t0)
+                last = self.epoch + 1 >= self.epochs or self.global_step >= self.total_steps
+                if plan is None or plan.time_up or last or plan.validation_due():
+                    self._validate_and_save(log, losses, speed, t0)
+                else:  # a budgeted run validates a few times, evenly in time (seg.training.budget)
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 if self.ddp.agree([float(self.signal is not None)])[0]:
                     raise self._preempt()
-                budget, es = cfg.train.time_budget_s, cfg.early_stopping
                 if self.stopping.should_stop:
                     reason = f"early stopping: {es.metric} flat for {es.patience} epochs"
                     break
-                # Stop before an epoch that would overrun the budget (all ranks agree).
-                over = budget and time.perf_counter() - started + max(epoch_times) > budget
-                if self.ddp.agree([float(bool(over))])[0]:
-                    reason = f"time budget of {budget:.0f} s reached"
+                if plan and plan.time_up:
+                    reason = f"time budget of {plan.seconds:.0f} s reached"
                     break
             else:
-                reason = "epochs done" if self.epoch >= cfg.train.epochs else "max steps reached"
-        es = cfg.early_stopping
-        return TrainResult(
-            self.out, self.epoch, self.global_step, self.stopping.best, es.metric, reason
-        )
+                reason = "epochs done" if self.epoch >= self.epochs else "max steps reached"
+        spent = plan.summary() if plan else None
+        return TrainResult(self.out, self.epoch, self.global_step, self.stopping.best,
+                           es.metric, reason, self.windows_seen, spent)  # fmt: skip
+
+    def _validate_and_save(
+        self, log: Logbook | None, losses: list[float], speed: float, t0: float
+    ) -> None:
+        """Validate, log, then save last.pt (+ best.pt, + the periodic epoch snapshot); a
+        budgeted run charges the time to its plan and moves its LR horizon."""
+        cfg, plan, v0 = self.cfg, self.plan, time.perf_counter()
+        improved = self._end_epoch(log, losses, speed, t0)
+        c0 = time.perf_counter()
+        snaps = ["best.pt"] if improved else []
+        every = cfg.checkpoint.every_epochs
+        if every and self.epoch % every == 0 and plan is None:
+            snaps.append(f"epoch_{self.epoch:04d}.pt")
+        self.save(*snaps)
+        if plan:
+            plan.charge("validation", c0 - v0)
+            plan.charge("checkpoints", time.perf_counter() - c0)
+            plan.validations += 1
+            plan.last_validation = plan.elapsed()
+            plan.replan(self.global_step, self.val_windows, cfg.data.batch_size)
 
     def _train_epoch(self, log: Logbook | None, bar: EpochBar) -> tuple[list[float], float]:
         """Train until the epoch's batches run out or max_steps; (losses, windows/s)."""
         cfg, losses, speed = self.cfg, [], 0.0
         bar.start_epoch(self.epoch, self.steps_per_epoch, self.batch_in_epoch)
         self.step.train()
+        plan, batch = self.plan, cfg.data.batch_size
         for image, mask in self._batches():
+            if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
+                plan.time_up = True  # every rank stops at the same step
+                break
+            s0 = time.perf_counter()
             out = self.step.train_step(image.to(self.device), mask.to(self.device))
             lost = not math.isfinite(out["loss"])
             stop, bad = self.ddp.agree([float(self.signal is not None), float(lost)])
@@ -247,6 +155,14 @@ class Trainer:
             self.step.step_schedulers()
             self.global_step += 1
             self.batch_in_epoch += 1
+            self.windows_seen += image.shape[0] * self.ddp.world
+            if plan:
+                plan.charge("train", time.perf_counter() - s0)
+                plan.steps += 1
+                if plan.steps == 1:
+                    plan.check_enough(self.val_windows, batch)
+                if plan.steps in (2, 5, 20):  # first estimates of the step time
+                    plan.replan(self.global_step, self.val_windows, batch)
             losses.append(out["loss"])
             speed = bar.advance(image.shape[0] * self.ddp.world, out["loss"])
             if log and self.global_step % cfg.train.log_every_steps == 0:
@@ -285,15 +201,3 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         return improved
-
-    def _diverged(self, loss: float) -> Diverged:
-        last = ckpt.find_resume(self.out) if self.ddp.is_main else None
-        kept = (
-            f"the last good checkpoint is {last[0]} (step {last[1]['step']})"
-            if last
-            else "no checkpoint was written yet"
-        )
-        return Diverged(
-            f"loss became {loss} at step {self.global_step + 1}; stopped, {kept}."
-            " Lower optim.lr, keep optim.grad_clip set, or check the data for NaN/inf values"
-        )

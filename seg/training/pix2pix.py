@@ -68,7 +68,7 @@ class AdversarialStep(SegmentationStep):
         self.d_model: nn.Module = spec.wrap(d)
         # TTUR: D has its own LR; beta1 0.5 is the usual GAN setting (Radford et al. 2015).
         self.optimizer_d = torch.optim.Adam(d.parameters(), lr=p.lr_d, betas=(p.beta1_d, 0.999))
-        self.scheduler_d = build_scheduler(self.optimizer_d, cfg, spec.total_steps)
+        self.scheduler_d = build_scheduler(self.optimizer_d, cfg, spec.horizon)
         self.scaler_d = build_scaler(spec)
         self.noise_steps = p.instance_noise_steps or max(1, spec.total_steps // 2)
         # Bookkeeping that checkpoints carry so a resumed run logs and anneals identically.

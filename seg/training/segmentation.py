@@ -42,7 +42,7 @@ class SegmentationStep(Step):
         self.forward: Any = torch.compile(self.model) if spec.compile else self.model
         self.loss_fn = build_loss(cfg.loss, spec.num_classes, spec.device)
         self.optimizer = build_optimizer(net.parameters(), cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, spec.total_steps)
+        self.scheduler = build_scheduler(self.optimizer, cfg, spec.horizon)
         self.scaler = build_scaler(spec)
 
     @property

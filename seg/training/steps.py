@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from seg.report import SILENT, Reporter
+from seg.training.budget import Horizon
 
 if TYPE_CHECKING:
     from seg.config import TrainConfig
@@ -34,13 +35,17 @@ class StepSpec:
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
     compile: bool = False
-    total_steps: int = 1
+    total_steps: int = 1  # the schedule's first horizon; a budgeted run moves `horizon`
     # DDP: wrap trainable modules with `spec.wrap(module)` (identity when not distributed).
     distributed: bool = False
     device_ids: list[int] | None = None
     # Where a step's warnings go (e.g. pix2pix's collapse warnings); silent by default.
     reporter: Reporter = SILENT
     extra: dict[str, Any] = field(default_factory=dict)
+    horizon: Horizon = field(default_factory=lambda: Horizon(1))
+
+    def __post_init__(self) -> None:
+        self.horizon.steps = max(self.horizon.steps, self.total_steps)
 
     def wrap(self, module: nn.Module) -> nn.Module:
         if not self.distributed:
@@ -137,23 +142,28 @@ def build_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
     """Multiplier of optim.lr at optimizer step `step`: linear warm-up, then cosine decay to
-    min_lr_ratio ("cosine"), or the one-cycle shape (start at lr/25, peak after warm-up)."""
+    min_lr_ratio ("cosine"), or the one-cycle shape (start at lr/25, peak after warm-up).
+
+    The warm-up never takes more than a fifth of the schedule: a time-budgeted run that fits
+    fewer steps than planned still gets most of its steps at and after the peak."""
     s = cfg.schedule
+    warmup = min(s.warmup_steps, max(total_steps, 1) // 5)
     if s.name == "constant":
-        return 1.0 if step >= s.warmup_steps else (step + 1) / (s.warmup_steps + 1)
+        return 1.0 if step >= warmup else (step + 1) / (warmup + 1)
     start = 1.0 / 25.0 if s.name == "onecycle" else 0.0
-    if step < s.warmup_steps:
-        return start + (1.0 - start) * (step + 1) / (s.warmup_steps + 1)
-    span = max(1, total_steps - s.warmup_steps)
-    t = min(1.0, (step - s.warmup_steps) / span)
+    if step < warmup:
+        return start + (1.0 - start) * (step + 1) / (warmup + 1)
+    span = max(1, total_steps - warmup)
+    t = min(1.0, (step - warmup) / span)
     floor = s.min_lr_ratio if s.name == "cosine" else 1e-4
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
-    """A LambdaLR (its state_dict is plain numbers, so checkpoints load with weights_only)."""
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, horizon: Horizon) -> Any:
+    """A LambdaLR over `horizon.steps` steps, read at every step so that a time-budgeted run
+    can move the end (its state_dict is plain numbers: checkpoints load with weights_only)."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, cfg, total_steps)
+        optimizer, lambda step: lr_factor(step, cfg, horizon.steps)
     )
 
 

@@ -118,7 +118,7 @@ def test_checkpoint_of_another_band_count_is_refused(
 
 BAD_CASES = {
     "missing store": ([], "no window store"),
-    "empty split": (["data.val_split=test"], "split 'test'"),
+    "empty train split": (["data.train_split=test"], "split 'test'"),
     "unknown key": (["train.epochz=3"], "unknown key 'train.epochz'"),
     "wrong type": (["train.epochs=many"], "'train.epochs'"),
     "classes disagree": (["data.classes=[sky,sea]"], "disagree with the store"),

@@ -1,0 +1,425 @@
+"""Mask quality at equal compute: seg's shipped defaults against a hand-written smp loop.
+
+In one run, on the same machine, one job at a time, each given the same wall-clock training
+budget:
+- **loop**: what a user writes in 30 lines (below, `hand_loop`): 512 px windows at stride 256
+  from the training scenes held in memory as uint8, `smp.Unet("mobilenet_v2")` from random
+  init, CrossEntropyLoss(ignore_index=255), AdamW lr 1e-3 constant, batch 4, a random element of
+  the D4 group, per-channel mean/std, bf16 autocast + channels_last on 2 threads, then
+  prediction with 512 windows at stride 256, softmax averaged, argmax;
+- **seg**: the real CLI, `seg tile --size 512 --stride 256` -> `seg train --config
+  configs/unet_mobilenetv2.yaml --set train.time_budget_s=B` -> `seg predict`.
+Both masks are scored by `seg eval` on every held-out scene; confusion matrices are summed over
+scenes. Printed per set: per-class IoU, mIoU, IoU in the band along internal window borders vs
+the interior, steps, windows seen, seconds spent where, and seg minus loop.
+
+Sets: kampala (train on the 1024x1024 scene, test on the 3072x2048 one) and vegas (the SpaceNet
+Vegas roads scene cut in two: rows 0-779 train, rows 780-1299 test). `--quick`: tiny synthetic
+scenes, 64 px windows and a few seconds per job (a smoke test for the tests, not a result).
+
+Usage: python bench/quality.py [--budget 600] [--sets kampala,vegas] [--quick] [--work DIR]
+       [--json FILE] [--set key=value ...]   (extra `seg train` overrides, for experiments)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+Pair = tuple[str, str]  # (scene, mask)
+
+
+def crop(src: Path, dst: Path, rows: tuple[int, int]) -> str:
+    """Rows [r0, r1) of a raster as a georeferenced GeoTIFF of its own."""
+    import rasterio
+    from rasterio.windows import Window, transform
+
+    with rasterio.open(src) as ds:
+        win = Window(0, rows[0], ds.width, rows[1] - rows[0])
+        profile = {
+            **ds.profile,
+            "height": int(win.height),
+            "transform": transform(win, ds.transform),
+        }
+        profile.pop("blockysize", None)
+        profile.update(tiled=False)
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(ds.read(window=win))
+    return str(dst)
+
+
+def data_sets(names: list[str], quick: bool, work: Path) -> dict[str, dict[str, list[Pair]]]:
+    """name -> {"train": [(scene, mask)], "test": [(scene, mask)]}."""
+    if quick:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from conftest import synthetic_pair, write_geotiff
+
+        out: dict[str, dict[str, list[Pair]]] = {}
+        for k, name in enumerate(names):
+            pairs = []
+            for i, (h, w) in enumerate([(160, 150), (130, 140)]):
+                image, mask = synthetic_pair(h, w, 3, seed=10 * k + i)
+                s = write_geotiff(work / f"{name}_{i}.tif", image)
+                m = write_geotiff(work / f"{name}_{i}_mask.tif", mask)
+                pairs.append((str(s), str(m)))
+            out[name] = {"train": pairs[:1], "test": pairs[1:]}
+        return out
+    sets: dict[str, dict[str, list[Pair]]] = {}
+    if "kampala" in names:
+        k = SHARED / "kampala"
+        sets["kampala"] = {
+            "train": [
+                (
+                    str(k / "kampala_z21_1024x1024_image.tif"),
+                    str(k / "kampala_z21_1024x1024_buildings_mask.tif"),
+                )
+            ],
+            "test": [
+                (
+                    str(k / "kampala_z21_3072x2048_image.tif"),
+                    str(k / "kampala_z21_3072x2048_buildings_mask.tif"),
+                )
+            ],
+        }
+    if "vegas" in names:
+        v = SHARED / "spacenet"
+        d = work / "vegas"
+        d.mkdir(exist_ok=True)
+        sets["vegas"] = {
+            part: [
+                (
+                    crop(v / "vegas_roads_1300.tif", d / f"{part}.tif", rows),
+                    crop(v / "vegas_roads_mask_4m.tif", d / f"{part}_mask.tif", rows),
+                )
+            ]
+            for part, rows in (("train", (0, 780)), ("test", (780, 1300)))
+        }
+    return sets
+
+
+# --- the hand-written loop ---------------------------------------------------------------------
+
+
+def hand_loop(job: dict[str, Any]) -> dict[str, Any]:
+    """The 30-line loop a user writes, exactly as the issue describes it; masks to job["out"]."""
+    import rasterio
+    import segmentation_models_pytorch as smp
+    import torch
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    size, stride, classes = job["size"], job["size"] // 2, job["classes"]
+
+    def offsets(n: int) -> list[int]:
+        last = max(n - size, 0)
+        return sorted({*range(0, last, stride), last})
+
+    xs, ys = [], []
+    for scene, mask in job["train"]:
+        with rasterio.open(scene) as s, rasterio.open(mask) as m:
+            img, lab = s.read(list(range(1, job["bands"] + 1))), m.read(1)
+        for r in offsets(img.shape[1]):
+            for c in offsets(img.shape[2]):
+                x = np.zeros((img.shape[0], size, size), img.dtype)
+                y = np.full((size, size), 255, np.uint8)
+                win = img[:, r : r + size, c : c + size]
+                x[:, : win.shape[1], : win.shape[2]] = win
+                y[: win.shape[1], : win.shape[2]] = lab[r : r + size, c : c + size]
+                xs.append(x)
+                ys.append(y)
+    x_all, y_all = np.stack(xs), np.stack(ys)  # (N, C, S, S) as stored, (N, S, S) uint8
+    mean = x_all.astype(np.float64).mean(axis=(0, 2, 3))
+    std = x_all.astype(np.float64).std(axis=(0, 2, 3)) + 1e-6
+    mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    model = smp.Unet(
+        "mobilenet_v2", encoder_weights=None, in_channels=job["bands"], classes=classes
+    )
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+    rng = np.random.default_rng(0)
+    started, steps = time.perf_counter(), 0
+    model.train()
+    while time.perf_counter() - started < job["budget"]:  # a step started inside it finishes
+        idx = rng.integers(0, len(x_all), 4)
+        x = (torch.from_numpy(x_all[idx].astype(np.float32)) - mean_t) / std_t
+        y = torch.from_numpy(y_all[idx].astype(np.int64))
+        k = int(rng.integers(4))
+        x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (1, 2))
+        if rng.random() < 0.5:
+            x, y = x.flip(3), y.flip(2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x.contiguous(memory_format=torch.channels_last))
+        loss = loss_fn(out.float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    train_s = time.perf_counter() - started
+    model.eval()
+    t0 = time.perf_counter()
+    masks = []
+    for i, (scene, _) in enumerate(job["test"]):
+        with rasterio.open(scene) as s:
+            img, profile = s.read(list(range(1, job["bands"] + 1))), s.profile
+        _, h, w = img.shape
+        acc = np.zeros((classes, h, w), np.float32)
+        cnt = np.zeros((h, w), np.float32)
+        for r in offsets(h):
+            for c in offsets(w):
+                win = img[:, r : r + size, c : c + size]
+                x = np.zeros((img.shape[0], size, size), np.float32)
+                x[:, : win.shape[1], : win.shape[2]] = win
+                xt = (torch.from_numpy(x)[None] - mean_t) / std_t
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    p = torch.softmax(
+                        model(xt.contiguous(memory_format=torch.channels_last)).float(), 1
+                    )
+                hh, ww = win.shape[1:]
+                acc[:, r : r + hh, c : c + ww] += p[0, :, :hh, :ww].numpy()
+                cnt[r : r + hh, c : c + ww] += 1
+        pred = (acc / cnt).argmax(0).astype(np.uint8)
+        out_path = Path(job["out"]) / f"loop_{i}_mask.tif"
+        profile.update(count=1, dtype="uint8", nodata=None, photometric="minisblack")
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        with rasterio.open(out_path, "w", **{**profile, "tiled": False}) as dst:
+            dst.write(pred[None])
+        masks.append(str(out_path))
+    return {
+        "steps": steps,
+        "windows_seen": 4 * steps,
+        "train_s": train_s,
+        "predict_s": time.perf_counter() - t0,
+        "masks": masks,
+    }
+
+
+# --- seg through its CLI -----------------------------------------------------------------------
+
+
+def run(cmd: list[str], log: Path) -> float:
+    """Run `seg ...` (2 threads) and return its wall seconds; fail loudly with its log."""
+    t0 = time.perf_counter()
+    with open(log, "ab") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "seg", *cmd],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
+    if proc.returncode != 0:
+        raise SystemExit(f"seg {' '.join(cmd)} failed:\n{log.read_text()[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def seg_pipeline(job: dict[str, Any], extra: list[str], predict: list[str]) -> dict[str, Any]:
+    work, size = Path(job["out"]), job["size"]
+    log = work / "seg.log"
+    scenes = [s for s, _ in job["train"]]
+    labels = work / "labels"
+    labels.mkdir(exist_ok=True)
+    for s, m in job["train"]:  # `seg tile` pairs x.tif with x_mask.tif in a folder
+        link = labels / (Path(s).stem + "_mask.tif")
+        if not link.exists():
+            link.symlink_to(m)
+    store, run_dir = work / "ds.zarr", work / "run"
+    seconds = {
+        "tile": run(
+            [
+                "tile",
+                *scenes,
+                "--labels",
+                str(labels),
+                "--size",
+                str(size),
+                "--stride",
+                str(size // 2),
+                "--out",
+                str(store),
+                "-q",
+            ],
+            log,
+        )
+    }
+    sets = [f"train.time_budget_s={job['budget']}", *extra]
+    cmd = [
+        "train",
+        "--config",
+        "configs/unet_mobilenetv2.yaml",
+        "--data",
+        str(store),
+        "--out",
+        str(run_dir),
+        *[a for s in sets for a in ("--set", s)],
+    ]
+    seconds["train"] = run(cmd, log)
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    summary = (
+        json.loads((run_dir / "summary.json").read_text())
+        if (run_dir / "summary.json").exists()
+        else {}
+    )
+    steps = int(records[-1]["step"]) if records else 0
+    masks = []
+    seconds["predict"] = 0.0
+    for i, (scene, _) in enumerate(job["test"]):
+        out = work / f"seg_{i}_mask.tif"
+        seconds["predict"] += run(
+            [
+                "predict",
+                scene,
+                "-k",
+                str(run_dir / "best.pt"),
+                "--out",
+                str(out),
+                "-q",
+                "--overwrite",
+                *predict,
+            ],
+            log,
+        )
+        masks.append(str(out))
+    return {
+        "steps": steps,
+        "windows_seen": summary.get("windows_seen"),
+        "seconds": seconds,
+        "budget_spent": summary.get("spent"),
+        "masks": masks,
+    }
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def score(
+    masks: list[str], truths: list[str], work: Path, geometry: tuple[int, int] | None
+) -> dict[str, Any]:
+    """`seg eval` on every scene; confusion matrices (and seam bands) summed over scenes.
+    `geometry` = (window, overlap) the mask was predicted with; None = from the mask's tags."""
+    sys.path.insert(0, str(ROOT))
+    from seg.evaluation.metrics import scores
+
+    total: np.ndarray | None = None
+    classes: list[str] = []
+    seams = {"border": [], "interior": []}  # type: ignore[var-annotated]
+    for mask, truth in zip(masks, truths, strict=True):
+        out = work / (Path(mask).stem + "_eval")
+        given = (
+            ["--window-size", str(geometry[0]), "--overlap", str(geometry[1])] if geometry else []
+        )
+        band = ["--border", str(max(4, (geometry or (512,))[0] // 16))]
+        run(["eval", mask, truth, "--out", str(out), *band, *given], work / "eval.log")
+        report = json.loads((out / "report.json").read_text())
+        cm = np.asarray(report["confusion_matrix"], np.int64)
+        total = cm if total is None else total + cm
+        if report.get("seams"):
+            s = report["seams"]
+            seams["border"].append((s["border_miou"], s["border_pixels"]))
+            seams["interior"].append((s["interior_miou"], s["interior_pixels"]))
+        classes = report["classes"]
+    assert total is not None
+    result = scores(total, classes)
+    for part in ("border", "interior"):
+        vals = seams[part]
+        w = sum(n for _, n in vals)
+        result[f"{part}_miou"] = sum(m * n for m, n in vals) / w if w else float("nan")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--budget", type=float, default=600.0, help="training seconds per job")
+    ap.add_argument("--sets", default="kampala,vegas")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--set", action="append", default=[], dest="extra")
+    ap.add_argument("--only", choices=["loop", "seg"], default=None)
+    ap.add_argument("--loop-from", default=None, help="reuse the loop's figures from a --json")
+    ap.add_argument(
+        "--predict-arg",
+        action="append",
+        default=[],
+        dest="predict",
+        help="an extra `seg predict` argument, e.g. --predict-arg=--tta",
+    )
+    args = ap.parse_args()
+    budget, size = (6.0, 64) if args.quick else (args.budget, 512)
+    work = Path(args.work or tempfile.mkdtemp(prefix="seg-quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "budget_s": budget,
+        "window": size,
+        "extra": args.extra,
+        "predict": args.predict,
+    }
+    for name, data in data_sets(args.sets.split(","), args.quick, work).items():
+        import rasterio
+
+        with rasterio.open(data["train"][0][0]) as ds:
+            bands = ds.count - (1 if ds.count == 4 and ds.dtypes[0] == "uint8" else 0)
+        with rasterio.open(data["train"][0][1]) as ds:
+            classes = int(ds.read(1).max()) + 1
+        truths = [m for _, m in data["test"]]
+        row: dict[str, Any] = {}
+        if args.loop_from:  # the loop's figures from an earlier run of the same set and budget
+            row["loop"] = json.loads(Path(args.loop_from).read_text())[name]["loop"]
+        for who in ("loop", "seg"):
+            if (args.only and who != args.only) or who in row:
+                continue
+            out = work / name / who
+            out.mkdir(parents=True, exist_ok=True)
+            job = {
+                "train": data["train"],
+                "test": data["test"],
+                "size": size,
+                "bands": bands,
+                "classes": max(classes, 2),
+                "budget": budget,
+                "out": str(out),
+            }
+            ran = hand_loop(job) if who == "loop" else seg_pipeline(job, args.extra, args.predict)
+            geometry = (size, size // 2) if who == "loop" else None
+            row[who] = {**ran, **score(ran["masks"], truths, out, geometry)}
+        results[name] = row
+        report(name, row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+
+def report(name: str, row: dict[str, Any]) -> None:
+    print(f"== {name}")
+    for who, r in row.items():
+        ious = " ".join(f"{c}={v['iou']:.3f}" for c, v in r["per_class"].items())
+        print(
+            f"{who:5s} mIoU {r['miou']:.4f} ({ious}) seams: border {r['border_miou']:.4f}"
+            f" interior {r['interior_miou']:.4f}; steps {r['steps']}, windows seen"
+            f" {r['windows_seen']}"
+        )
+        secs = r.get("seconds") or {"train": r.get("train_s"), "predict": r.get("predict_s")}
+        print(
+            f"      seconds: {json.dumps({k: round(v, 1) for k, v in secs.items() if v})}"
+            + (f"; train budget spent: {r['budget_spent']}" if r.get("budget_spent") else "")
+        )
+    if {"loop", "seg"} <= set(row):
+        d = row["seg"]["miou"] - row["loop"]["miou"]
+        print(f"seg - loop: mIoU {d:+.4f}")
+
+
+if __name__ == "__main__":
+    main()

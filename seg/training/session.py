@@ -1,0 +1,174 @@
+"""A training session: everything a run is set up with before its first step (the store and
+its splits, device and DDP, normalisation, the step, validation, early stopping, the time
+budget), and how its state becomes a checkpoint (`info`, `state`, `save`) or a stop (`_preempt`,
+`_diverged`). The loop that runs it is `seg.training.loop.Trainer`.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+
+from seg import checkpoint as ckpt
+from seg import fs as segfs
+from seg.checkpoint import CheckpointInfo
+from seg.config import TrainConfig
+from seg.data.dataset import build_datasets, open_data
+from seg.data.window_prep import Normalisation
+from seg.errors import Diverged, Preempted
+from seg.report import SILENT, Reporter
+from seg.training import runtime
+from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
+from seg.training.steps import Step, StepSpec
+from seg.training.trainers import build_step
+from seg.training.validation import EarlyStopping, Validator, check_metric_name
+
+
+class Session:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: str,
+        out: str,
+        *,
+        resume: str | None = None,
+        gpus: str | None = None,
+        reporter: Reporter = SILENT,
+    ) -> None:
+        self.reporter = reporter if runtime.rank_is_main() else SILENT
+        gpu_list = runtime.parse_gpus(gpus)
+        self.ddp = runtime.init_distributed(runtime.wants_cuda(cfg.train, gpu_list))
+        self.cfg, self.out = cfg, out
+        self.data = info = open_data(data, cfg.data)
+        self.classes, self.bands, self.size = info.classes, info.bands, info.size
+        check_metric_name(cfg.early_stopping.metric, self.classes)
+        if self.ddp.is_main:
+            segfs.check_writable(out)
+        self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
+        self.resume_from = ckpt.choose_resume(out, resume)
+        resume_path, state = self.resume_from or ("", None)
+        bands, size = info.bands, info.size
+        amp = runtime.amp_dtype(cfg.train, self.device)
+        runtime.preflight(cfg, self.device, bands, size, amp is not None)
+        runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
+        if state:
+            ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
+        self.norm = (
+            Normalisation.from_json(state["band_stats"])
+            if state
+            else Normalisation.from_store(info.store, info.train_ids)
+        )
+        self.train_set, val_set = build_datasets(info, self.norm, cfg)
+        if info.val_from_train:
+            self.reporter.warn(
+                f"split {cfg.data.val_split!r} has no scenes in {data}: validating on training"
+                " windows (optimistic figures); tile more scenes to hold some out"
+            )
+        d = cfg.data
+        per_rank = len(self.train_set) // (d.batch_size * self.ddp.world)
+        # A budgeted run's epochs are at least MIN_EPOCH_STEPS long (several passes over a small
+        # store): every epoch restarts the DataLoader workers, which costs seconds.
+        shortest = MIN_EPOCH_STEPS if cfg.train.time_budget_s else 1
+        self.steps_per_epoch = cfg.train.steps_per_epoch or max(shortest, per_rank)
+        # With a time budget the budget ends the run (epochs cap it only when given).
+        budget = cfg.train.time_budget_s
+        self.epochs = cfg.train.epochs or (10**9 if budget else 10)
+        total = self.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.train.max_steps or total)
+        self.horizon = Horizon(min(self.total_steps, 1000) if budget else self.total_steps)
+        self.plan = Budget(budget, self.horizon) if budget else None
+        if budget and d.max_val_windows is None and len(val_set) > VAL_WINDOWS:
+            keep = np.linspace(0, len(val_set) - 1, VAL_WINDOWS).round().astype(np.int64)
+            val_set.index = val_set.index[keep]
+        self.val_windows, self.windows_seen = len(val_set), 0
+        spec = StepSpec(
+            in_channels=bands,
+            num_classes=len(self.classes),
+            device=self.device,
+            amp_dtype=amp,
+            channels_last=cfg.train.channels_last,
+            compile=cfg.train.compile,
+            total_steps=self.horizon.steps,
+            horizon=self.horizon,
+            distributed=self.ddp.enabled,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            reporter=self.reporter,
+        )
+        self.step: Step = build_step(cfg, spec)
+        if cfg.model.encoder_weights and not state:
+            from seg.models.unet import load_encoder_weights
+
+            load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
+        self.validator = Validator(val_set, cfg, self.device, self.ddp, self.classes)
+        self.stopping = EarlyStopping(cfg.early_stopping)
+        self.epoch = self.global_step = self.batch_in_epoch = 0
+        if state:
+            self.step.load_state_dict(state)
+            self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
+            self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
+            self.stopping.load_state_dict(state.get("early_stopping", {}))
+            ckpt.set_rng_state(state["rng"])
+        self.signal: str | None = None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def info(self) -> CheckpointInfo:
+        """What `seg predict` needs to know about the network this run trains."""
+        return CheckpointInfo(
+            model={
+                **self.cfg.model.model_dump(),
+                "in_channels": self.bands,
+                "num_classes": len(self.classes),
+            },
+            class_names=tuple(self.classes),
+            bands=tuple(self.data.band_ids),
+            mean=tuple(float(x) for x in self.norm.mean),
+            std=tuple(float(x) for x in self.norm.std),
+            size=self.size,
+            dtype=self.data.dtype,
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **self.info().to_state(),
+            "config": self.cfg.model_dump(mode="json"),
+            **self.step.state_dict(),
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "batch_in_epoch": self.batch_in_epoch,
+            "rng": ckpt.rng_state(),
+            "early_stopping": self.stopping.state_dict(),
+        }
+
+    def save(self, *names: str) -> None:
+        """Save on rank 0: periodic snapshots first, `last.pt` (and the pointer) last."""
+        if self.ddp.is_main:
+            ckpt.save_run_checkpoints(self.out, list(names), self.state(), self.cfg.checkpoint.keep)
+        if self.ddp.enabled:
+            dist.barrier()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def _preempt(self) -> Preempted:
+        self.save()
+        where = segfs.join(self.out, "last.pt")
+        return Preempted(
+            f"stopped by {self.signal or 'a signal'} at step {self.global_step}; checkpoint saved"
+            f" to {where}; run the same command with --resume auto to continue"
+        )
+
+    def _diverged(self, loss: float) -> Diverged:
+        last = ckpt.find_resume(self.out) if self.ddp.is_main else None
+        kept = (
+            f"the last good checkpoint is {last[0]} (step {last[1]['step']})"
+            if last
+            else "no checkpoint was written yet"
+        )
+        return Diverged(
+            f"loss became {loss} at step {self.global_step + 1}; stopped, {kept}."
+            " Lower optim.lr, keep optim.grad_clip set, or check the data for NaN/inf values"
+        )

@@ -1,0 +1,46 @@
+"""bench/quality.py --quick runs the hand-written loop and seg's CLI side by side and prints,
+per set, both mIoUs, the seam figures, steps and windows, and seg minus loop."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from train_helpers import ROOT, env
+
+
+@pytest.mark.slow
+def test_bench_quality_quick(tmp_path: Path) -> None:
+    out = tmp_path / "q.json"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "quality.py"),
+            "--quick",
+            "--sets",
+            "a",
+            "--work",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert re.search(r"^loop\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
+    assert re.search(r"^seg\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
+    assert re.search(r"^seg - loop: mIoU [+-]\d\.\d{4}", res.stdout, re.M), res.stdout
+    data = json.loads(out.read_text())["a"]
+    for who in ("loop", "seg"):
+        assert 0.0 <= data[who]["miou"] <= 1.0 and data[who]["steps"] > 0
+        assert data[who]["windows_seen"] > 0
+    # seg's training time is accounted for part by part (seg.training.budget).
+    assert set(data["seg"]["budget_spent"]) >= {"train", "data", "validation", "checkpoints"}
