@@ -243,7 +243,7 @@ def has_run(run_dir: str) -> bool:
 
 
 def check_compatible(
-    state: dict[str, Any], path: str, model_name: str, in_channels: int, num_classes: int
+    state: dict[str, Any], path: str, *, model_name: str, in_channels: int, num_classes: int
 ) -> None:
     """Refuse a checkpoint made for another model, band count or class count."""
     have = state.get("model", {})

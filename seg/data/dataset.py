@@ -37,6 +37,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         store_path: str,
         scene_ids: list[str],
         norm: Normalisation,
+        *,
         augment: AugmentSection | None = None,
         max_windows: int | None = None,
         subsample_seed: int = 0,
@@ -170,8 +171,16 @@ def build_datasets(
     d = cfg.data
     data, store = info.path, info.store
     seed = cfg.train.seed
-    train = WindowDataset(data, info.train_ids, norm, cfg.augment, d.max_train_windows, seed, store)
-    val = WindowDataset(data, info.val_ids, norm, None, None, 0, store)
+    train = WindowDataset(
+        data,
+        info.train_ids,
+        norm,
+        augment=cfg.augment,
+        max_windows=d.max_train_windows,
+        subsample_seed=seed,
+        store=store,
+    )
+    val = WindowDataset(data, info.val_ids, norm, store=store)
     if d.max_val_windows and len(val) > d.max_val_windows:
         keep = np.linspace(0, len(val) - 1, d.max_val_windows).round().astype(np.int64)
         val.index = val.index[keep]
@@ -181,6 +190,7 @@ def build_datasets(
 def train_loader(
     dataset: WindowDataset,
     cfg: TrainConfig,
+    *,
     epoch: int,
     batches: int,
     start_batch: int,
@@ -191,7 +201,14 @@ def train_loader(
     """The DataLoader of one epoch (for one DDP rank), starting at batch `start_batch`."""
     d, seed = cfg.data, cfg.train.seed
     sampler = EpochSampler(
-        len(dataset), d.batch_size, batches, seed, epoch, rank, world, start_batch
+        len(dataset),
+        d.batch_size,
+        batches,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world=world,
+        start_batch=start_batch,
     )
     return DataLoader(
         dataset,

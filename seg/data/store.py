@@ -220,6 +220,7 @@ class WindowStore:
     def scene_writer(
         self,
         scene_id: str,
+        *,
         max_windows: int,
         bands: int,
         size: int,
@@ -228,5 +229,12 @@ class WindowStore:
         windows_per_shard: int = 16,
     ) -> SceneWriter:
         return SceneWriter(
-            self.root, scene_id, max_windows, bands, size, dtype, with_mask, windows_per_shard
+            self.root,
+            scene_id,
+            max_windows=max_windows,
+            bands=bands,
+            size=size,
+            dtype=dtype,
+            with_mask=with_mask,
+            windows_per_shard=windows_per_shard,
         )

@@ -60,7 +60,11 @@ def _resolve_labels(
         return paths, {}
     if is_vector(labels):
         vec = VectorLabels.load(
-            labels, cfg.label_attr, cfg.classes, cfg.label_crs, cfg.label_buffer
+            labels,
+            cfg.label_attr,
+            cfg.classes,
+            crs_override=cfg.label_crs,
+            buffer_m=cfg.label_buffer,
         )
         return paths, {p: vec for p in paths}
     files = expand_inputs([labels])
@@ -122,7 +126,14 @@ def tile_scenes(
             windows_bar.reset(len(grid), f"windows {scene_id}")
             try:
                 _tile_one(
-                    store, scene_id, info, lab, cfg, splits.get(scene_id), summary, windows_bar
+                    store,
+                    scene_id,
+                    info,
+                    lab=lab,
+                    cfg=cfg,
+                    split=splits.get(scene_id),
+                    summary=summary,
+                    bar=windows_bar,
                 )
             except SegError:
                 _roll_back(store, scene_id, out, fresh)
@@ -200,6 +211,7 @@ def _tile_one(
     store: WindowStore,
     scene_id: str,
     info: SceneInfo,
+    *,
     lab: SceneLabels | None,
     cfg: TileConfig,
     split: str | None,
@@ -213,12 +225,12 @@ def _tile_one(
     dtype = np.dtype(info.dtype)
     writer = store.scene_writer(
         scene_id,
-        len(rows) * len(cols),
-        len(info.bands),
-        size,
-        dtype,
-        lab is not None,
-        cfg.windows_per_shard,
+        max_windows=len(rows) * len(cols),
+        bands=len(info.bands),
+        size=size,
+        dtype=dtype,
+        with_mask=lab is not None,
+        windows_per_shard=cfg.windows_per_shard,
     )
     stats = BandStats.empty(len(info.bands))
     counted = 0  # scene rows already in the band statistics (strips overlap when stride < size)
@@ -266,7 +278,7 @@ def _tile_one(
             writer.close()
             raise
     labels_desc = lab.describe() if lab is not None else None
-    attrs = SceneAttrs.of_scene(info, stats, labels_desc, split, skipped)
+    attrs = SceneAttrs.of_scene(info, stats, labels=labels_desc, split=split, skipped=skipped)
     writer.finish(attrs)
     summary.windows += kept
     summary.skipped += skipped

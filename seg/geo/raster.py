@@ -161,6 +161,7 @@ def read_strip(
     info: SceneInfo,
     row_off: int,
     height: int,
+    *,
     col_off: int = 0,
     width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,7 @@ class VectorLabels:
         path: str,
         attribute: str | None,
         classes: list[str],
+        *,
         crs_override: str | None = None,
         buffer_m: float = 0.0,
     ) -> VectorLabels:

@@ -51,6 +51,7 @@ class SceneOutputs:
         info: SceneInfo,
         paths: OutputPaths,
         class_names: list[str],
+        *,
         probabilities: str | None = None,
         tags: dict[str, Any] | None = None,
     ) -> None:

@@ -80,7 +80,7 @@ def stitch_scene(
 ) -> int:
     """Predict every window of a `height` x `width` scene and hand stitched rows to `sink`."""
     stride = size - overlap
-    stitcher = Stitcher(height, width, num_classes, size, overlap, sink)
+    stitcher = Stitcher(height, width, num_classes, size=size, overlap=overlap, sink=sink)
 
     def blend(wins: list[Window], probs: np.ndarray, valids: list[np.ndarray]) -> None:
         top = stitcher.top
@@ -133,7 +133,7 @@ def check_scene(info: SceneInfo, ckpt: CheckpointInfo, bands_given: bool) -> Non
 
 def window_reader(ds: Any, info: SceneInfo) -> WindowReader:
     def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        return read_strip(ds, info, row, height, col, width)
+        return read_strip(ds, info, row, height, col_off=col, width=width)
 
     return read
 
@@ -216,8 +216,8 @@ def predict_with(
                 grid_n = len(rows) * len(cols)
                 bar.reset(grid_n, f"windows {stem(path)}")
                 writer = SceneOutputs(
-                    scene, dst, list(info.class_names), opts.probabilities,
-                    {**tags, "SEG_SOURCE": path},
+                    scene, dst, list(info.class_names), probabilities=opts.probabilities,
+                    tags={**tags, "SEG_SOURCE": path},
                 )  # fmt: skip
                 with writer.open() as sink:
                     summary.windows += stitch_scene(

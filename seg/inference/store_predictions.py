@@ -94,7 +94,14 @@ def predict_store(
                 )
             bar.reset(len(scene), f"windows {sid}")
             _predict_scene(
-                root, sid, scene, predictor, norm, info.num_classes, opts.batch_size, bar.advance
+                root,
+                sid,
+                scene,
+                predictor=predictor,
+                norm=norm,
+                k=info.num_classes,
+                batch_size=opts.batch_size,
+                advance=bar.advance,
             )
             summary.windows += len(scene)
             summary.predicted += 1
@@ -108,6 +115,7 @@ def _predict_scene(
     root: zarr.Group,
     sid: str,
     scene: Scene,
+    *,
     predictor: Predictor,
     norm: Normalisation,
     k: int,
@@ -172,6 +180,7 @@ def _predict_scene(
 def stitch_predictions(
     predictions: str,
     out: str,
+    *,
     probabilities: str | None = None,
     vector: str | None = None,
     overwrite: bool = False,
@@ -211,8 +220,11 @@ def stitch_predictions(
                 f"{base}.{vector.lower()}" if vector else None,
             )
             tags = {"SEG_SOURCE": info.path, "SEG_WINDOW": {"size": size, "overlap": overlap}}
-            with SceneOutputs(info, paths, classes, probabilities, tags).open() as sink:
-                stitcher = Stitcher(info.height, info.width, len(classes), size, overlap, sink)
+            outputs = SceneOutputs(info, paths, classes, probabilities=probabilities, tags=tags)
+            with outputs.open() as sink:
+                stitcher = Stitcher(
+                    info.height, info.width, len(classes), size=size, overlap=overlap, sink=sink
+                )
                 wins = np.asarray(group["window"][:]).reshape(-1, 4)
                 order = np.lexsort((wins[:, 1], wins[:, 0]))  # row-major, as the stitcher needs
                 for start in range(0, len(order), PER_SHARD):

@@ -43,8 +43,9 @@ class Trainer(Session):
 
     def _loader(self) -> DataLoader[Any]:
         return train_loader(
-            self.train_set, self.cfg, self.epoch, self.steps_per_epoch, self.batch_in_epoch,
-            self.ddp.rank, self.ddp.world, self.device.type == "cuda",
+            self.train_set, self.cfg, epoch=self.epoch, batches=self.steps_per_epoch,
+            start_batch=self.batch_in_epoch, rank=self.ddp.rank, world=self.ddp.world,
+            pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -52,10 +52,16 @@ class Session:
         resume_path, state = self.resume_from or ("", None)
         bands, size = info.bands, info.size
         amp = runtime.amp_dtype(cfg.train, self.device)
-        runtime.preflight(cfg, self.device, bands, size, amp is not None)
+        runtime.preflight(cfg, self.device, bands=bands, size=size, amp=amp is not None)
         runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
         if state:
-            ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
+            ckpt.check_compatible(
+                state,
+                resume_path,
+                model_name=cfg.model.name,
+                in_channels=bands,
+                num_classes=len(self.classes),
+            )
         self.norm = (
             Normalisation.from_json(state["band_stats"])
             if state
@@ -102,7 +108,9 @@ class Session:
             from seg.models.unet import load_encoder_weights
 
             load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
-        self.validator = Validator(val_set, cfg, self.device, self.ddp, self.classes)
+        self.validator = Validator(
+            val_set, cfg, self.device, ddp=self.ddp, class_names=self.classes
+        )
         self.stopping = EarlyStopping(cfg.early_stopping)
         self.epoch = self.global_step = self.batch_in_epoch = 0
         if state:
