@@ -82,6 +82,27 @@ def _check_bucket(path: str) -> None:
         )
 
 
+def _refuse_foreign(path: str) -> None:
+    """A new store goes into a missing or empty folder only: creating it (zarr mode "w") would
+    delete whatever the folder holds, and seg never deletes files it did not write."""
+    fs, p = segfs.filesystem(path)
+    try:
+        if not fs.exists(p):
+            return
+        if not fs.isdir(p):
+            raise StoreError(f"--out {path} is a file, not a window store; choose another --out")
+        held = fs.ls(p, detail=False)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise segfs.unreachable(path, exc) from exc
+    if held:
+        raise StoreError(
+            f"--out {path} exists and is not a seg window store (it holds {len(held)} entries,"
+            " which seg will not delete); choose a new or empty folder"
+        )
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     """A zarr attribute that holds a JSON object, as a dict ({} when absent)."""
     return dict(value) if isinstance(value, dict) else {}
@@ -151,13 +172,16 @@ class WindowStore:
         """Open a store to add scenes to, creating it; settings must match an existing store."""
         _check_bucket(path)
         exists = segfs.exists(segfs.join(path, "zarr.json"))
-        if exists and not overwrite:
+        if not exists:
+            _refuse_foreign(path)
+        if exists:
             root = _open_root(path, "r+")
             have = _mapping(root.attrs.get("seg"))
-            if have.get("format") != FORMAT:
+            if have.get("format") != FORMAT:  # --overwrite never wipes what seg did not write
                 raise StoreError(
                     f"{path} exists and is not a seg window store; choose another --out"
                 )
+        if exists and not overwrite:
             for key in ("size", "stride", "bands", "classes"):
                 if key in settings and have.get(key) != settings[key]:
                     raise StoreError(

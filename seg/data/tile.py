@@ -108,7 +108,10 @@ def tile_scenes(
     prepared = _check_inputs(shard.pick(paths), label_of, cfg, reporter)
     # Sharded, --overwrite redoes this shard's scenes but never wipes the store the other machines
     # are writing into; unsharded, it starts the store over.
+    # On a failure, remove the store only if this run made it (or was asked to start it over);
+    # a folder that was there before (empty: seg refuses any other) is left as it was.
     fresh = (overwrite and not shard.sharded) or not segfs.exists(segfs.join(out, "zarr.json"))
+    existed = segfs.exists(out)
     store = _open_store(out, cfg, prepared, overwrite and not shard.sharded)
     store.set_splits(splits)
     summary = TileSummary(scenes=len(prepared), store=out)
@@ -136,7 +139,7 @@ def tile_scenes(
                     bar=windows_bar,
                 )
             except SegError:
-                _roll_back(store, scene_id, out, fresh)
+                _roll_back(store, scene_id, out, fresh=fresh, existed=existed)
                 raise
             summary.tiled += 1
             scenes_bar.advance()
@@ -198,13 +201,15 @@ def _block_cache(prepared: list[Prepared], size: int) -> int:
     return max(64 * 2**20, 3 * strip_bytes)
 
 
-def _roll_back(store: WindowStore, scene_id: str, out: str, fresh: bool) -> None:
+def _roll_back(store: WindowStore, scene_id: str, out: str, *, fresh: bool, existed: bool) -> None:
     """After a failed scene: remove it, and the whole store if this run made it empty."""
     if scene_id in store.root:
         del store.root[scene_id]
     if fresh and not store.scene_ids():  # a store this run made: leave nothing
         fs, path = segfs.filesystem(out)
         fs.rm(path, recursive=True)
+        if existed and not segfs.is_remote(out):
+            fs.makedirs(path, exist_ok=True)  # the (empty) folder the user gave
 
 
 def _tile_one(

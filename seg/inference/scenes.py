@@ -25,7 +25,7 @@ from seg.geo.grid import Window, axis_offsets, check_geometry, windows
 from seg.geo.labels import stem
 from seg.geo.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
 from seg.inference.options import PredictOptions, PredictSummary
-from seg.inference.outputs import SceneOutputs, output_paths
+from seg.inference.outputs import SceneOutputs, check_existing, output_paths
 from seg.inference.pipeline import Behind, prefetch, return_freed_memory
 from seg.inference.predictor import Predictor, load_predictor
 from seg.inference.stitch import Sink, Stitcher
@@ -192,6 +192,7 @@ def predict_with(
             f"--bands gives {len(read_bands)} bands; the model takes {info.in_channels}"
         )
     outputs = output_paths(paths, out, opts.probabilities is not None, opts.vector)
+    check_existing(outputs)
     tags = {"SEG_CHECKPOINT": source, "SEG_WINDOW": {"size": size, "overlap": overlap}}
     norm = Normalisation(np.asarray(info.mean), np.asarray(info.std))
     summary = PredictSummary(scenes=len(paths))
