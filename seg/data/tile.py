@@ -20,11 +20,18 @@ from seg import fs as segfs
 from seg.classes import IGNORE
 from seg.data.splits import assign_splits
 from seg.data.store import BandStats, SceneAttrs, WindowStore
+from seg.data.tile_inputs import Prepared, check_classes, check_inputs, resolve_labels
 from seg.errors import InputError, SegError
 from seg.geo.grid import axis_offsets, check_geometry, windows
-from seg.geo.labels import SceneLabels, is_vector, match_labels, stem
-from seg.geo.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
-from seg.geo.vectors import VectorLabels
+from seg.geo.labels import SceneLabels, stem
+from seg.geo.raster import (
+    READ_ERRORS,
+    SceneInfo,
+    damaged,
+    expand_inputs,
+    open_raster,
+    read_strip,
+)
 from seg.report import SILENT, Bar, Reporter
 from seg.shards import Shard
 from seg.tile_config import TileConfig
@@ -50,37 +57,6 @@ class TileSummary:
         )
 
 
-def _resolve_labels(
-    paths: list[str], labels: str | None, cfg: TileConfig
-) -> tuple[list[str], dict[str, str | VectorLabels]]:
-    """Scenes left after taking label files out, and each scene's label source."""
-    if labels is None:
-        if cfg.labels_map:
-            return paths, {p: cfg.labels_map[stem(p)] for p in paths if stem(p) in cfg.labels_map}
-        return paths, {}
-    if is_vector(labels):
-        vec = VectorLabels.load(
-            labels,
-            cfg.label_attr,
-            cfg.classes,
-            crs_override=cfg.label_crs,
-            buffer_m=cfg.label_buffer,
-        )
-        return paths, {p: vec for p in paths}
-    files = expand_inputs([labels])
-    fs, p = segfs.filesystem(labels)
-    if not fs.isdir(p):  # one label raster
-        scenes = [s for s in paths if s not in files]
-        if len(scenes) != 1:
-            raise InputError(
-                f"--labels {labels} is one raster but {len(scenes)} scenes were given; pass a"
-                " folder of label rasters (matched by name) or one scene"
-            )
-        return scenes, {scenes[0]: files[0]}
-    scenes, matched = match_labels(paths, files, cfg.labels_map)
-    return scenes, dict(matched)
-
-
 def tile_scenes(
     scenes: list[str],
     out: str,
@@ -99,13 +75,13 @@ def tile_scenes(
     started = time.perf_counter()
     stride = cfg.stride if cfg.stride is not None else cfg.size
     check_geometry(cfg.size, stride, cfg.allow_gaps)
-    paths, label_of = _resolve_labels(expand_inputs(scenes), labels, cfg)
+    paths, label_of = resolve_labels(expand_inputs(scenes), labels, cfg)
     ids = [stem(p) for p in paths]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise InputError(f"scene ids (file stems) must be unique; repeated: {', '.join(dupes[:5])}")
     splits = assign_splits(ids, cfg.splits)
-    prepared = _check_inputs(shard.pick(paths), label_of, cfg, reporter)
+    prepared = check_inputs(shard.pick(paths), label_of, cfg, reporter)
     # Sharded, --overwrite redoes this shard's scenes but never wipes the store the other machines
     # are writing into; unsharded, it starts the store over.
     # On a failure, remove the store only if this run made it (or was asked to start it over);
@@ -138,38 +114,15 @@ def tile_scenes(
                     summary=summary,
                     bar=windows_bar,
                 )
-            except SegError:
+            except (SegError, *READ_ERRORS) as exc:
                 _roll_back(store, scene_id, out, fresh=fresh, existed=existed)
-                raise
+                if isinstance(exc, SegError):
+                    raise
+                raise damaged(info.path, exc) from exc
             summary.tiled += 1
             scenes_bar.advance()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-Prepared = tuple[str, SceneInfo, SceneLabels | None]
-
-
-def _check_inputs(
-    paths: list[str],
-    label_of: dict[str, str | VectorLabels],
-    cfg: TileConfig,
-    reporter: Reporter,
-) -> list[Prepared]:
-    """Read every scene header (and pair its labels) before anything is written."""
-    prepared: list[Prepared] = []
-    for p in paths:
-        with open_raster(p) as ds:
-            info = scene_info(ds, p, cfg.bands, cfg.pixel_space)
-        lab = SceneLabels(info, label_of[p], reporter) if p in label_of else None
-        prepared.append((stem(p), info, lab))
-    n_bands = {len(info.bands) for _, info, _ in prepared}
-    if len(n_bands) > 1:
-        raise InputError(
-            f"scenes have different band counts {sorted(n_bands)}; choose the same bands for all"
-            " with --bands (a store holds one channel count)"
-        )
-    return prepared
 
 
 def _open_store(out: str, cfg: TileConfig, prepared: list[Prepared], wipe: bool) -> WindowStore:
@@ -262,6 +215,8 @@ def _tile_one(
                     new = slice(max(counted - r, 0), h)
                     stats.update(image[:, new], valid[new])
                     counted = r + h
+                if labels is not None:
+                    check_classes(labels, cfg.classes, lab)
                 strip_valid = bool(valid.all())
                 if not strip_valid:
                     image, labels = _blank_nodata(image, valid, labels)
