@@ -90,6 +90,7 @@ class Trainer(Session):
                 signal.signal(s, h)
             if log:
                 log.close()
+            self.lock.release()
 
     def _loop(self, log: Logbook | None) -> TrainResult:
         plan, es = self.plan, self.cfg.early_stopping

@@ -120,6 +120,12 @@ class Session:
             self.stopping.load_state_dict(state.get("early_stopping", {}))
             ckpt.set_rng_state(state["rng"])
         self.signal: str | None = None
+        # Last, after every check: one writer per run folder (a second `seg train --out` into
+        # it is refused), and what a killed writer left half-written is removed.
+        self.lock = segfs.FolderLock(out, "seg train")
+        if self.ddp.is_main:
+            self.lock.acquire()
+            segfs.remove_stale_temporaries(out)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
