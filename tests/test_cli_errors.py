@@ -212,6 +212,20 @@ def resume_with_only_unreadable_checkpoints(tmp: Path) -> tuple[list[Any], Path]
     ], run / "config.yaml"
 
 
+def tile_broken_geometry(tmp: Path) -> tuple[list[Any], Path]:
+    """A polygon of one coordinate (shapely would raise deep inside)."""
+    s = scene(tmp)
+    feature = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[10.0, 50.0]]]},
+    }
+    path = tmp / "labels.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    out = tmp / "ds.zarr"
+    return ["tile", s, "--labels", path, "--size", "64", "--out", out], out
+
+
 def queue_status_missing(tmp: Path) -> tuple[list[Any], Path]:
     return ["queue", "status", "--runs", tmp / "runs"], tmp / "runs"
 
@@ -232,6 +246,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "stitch: not a predictions zarr": (stitch_not_predictions, "no predictions at"),
     "queue status: no runs folder": (queue_status_missing, "does not exist"),
     "tile: --config is a folder": (tile_config_is_a_folder, "is a folder"),
+    "tile: a broken GeoJSON geometry": (tile_broken_geometry, "feature 0 has an invalid geometry"),
     "tile: class id beyond the classes": (tile_class_beyond_the_classes, "class id 7"),
     "tile: fractional labels": (tile_fractional_labels, "non-integer values (e.g. 0.5)"),
     "tile: a truncated GeoTIFF": (tile_truncated, "cannot be read"),

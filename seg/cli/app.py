@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -36,6 +37,16 @@ def command(group: typer.Typer, name: str) -> Callable[[F], F]:
             except SegError as exc:
                 typer.echo(f"seg: error: {exc}", err=True)
                 raise typer.Exit(exc.exit_code) from None
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                where = f" ({exc.filename})" if exc.filename else ""
+                typer.echo(
+                    f"seg: error: no space left on the device{where}; free space or"
+                    " choose another --out",
+                    err=True,
+                )
+                raise typer.Exit(1) from None
 
         group.command(name)(run)
         return fn

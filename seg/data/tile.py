@@ -9,6 +9,7 @@ killing the process at any moment and re-running gives the same store as one cle
 from __future__ import annotations
 
 import contextvars
+import errno
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from seg.classes import IGNORE
 from seg.data.splits import assign_splits
 from seg.data.store import BandStats, SceneAttrs, WindowStore
 from seg.data.tile_inputs import Prepared, check_classes, check_inputs, resolve_labels
-from seg.errors import InputError, SegError
+from seg.errors import InputError, ResourceError, SegError
 from seg.geo.grid import axis_offsets, check_geometry, windows
 from seg.geo.labels import SceneLabels, stem
 from seg.geo.raster import (
@@ -114,9 +115,15 @@ def tile_scenes(
                     summary=summary,
                     bar=windows_bar,
                 )
-            except (SegError, *READ_ERRORS) as exc:
+            except (SegError, OSError, *READ_ERRORS) as exc:
                 _roll_back(store, scene_id, out, fresh=fresh, existed=existed)
                 if isinstance(exc, SegError):
+                    raise
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise ResourceError(
+                        f"no space left writing {out}; free space or choose another --out"
+                    ) from exc
+                if isinstance(exc, OSError) and not isinstance(exc, READ_ERRORS):
                     raise
                 raise damaged(info.path, exc) from exc
             summary.tiled += 1
