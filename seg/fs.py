@@ -121,8 +121,9 @@ class FolderLock:
     file created exclusively, holding the owner's pid and host. A lock whose process is gone
     (killed) is taken over; a live one is refused with who holds it. gs:// folders: no lock."""
 
-    def __init__(self, folder: str, what: str) -> None:
-        self.path = None if is_remote(folder) else os.path.join(str(folder), LOCK)
+    def __init__(self, folder: str, what: str, enabled: bool = True) -> None:
+        local = enabled and not is_remote(folder)
+        self.path = os.path.join(str(folder), LOCK) if local else None
         self.folder, self.what = str(folder), what
 
     def acquire(self) -> None:

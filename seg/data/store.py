@@ -91,7 +91,7 @@ def _refuse_foreign(path: str) -> None:
             return
         if not fs.isdir(p):
             raise StoreError(f"--out {path} is a file, not a window store; choose another --out")
-        held = fs.ls(p, detail=False)
+        held = [h for h in fs.ls(p, detail=False) if not str(h).endswith(segfs.LOCK)]
     except StoreError:
         raise
     except Exception as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import errno
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -89,45 +90,46 @@ def tile_scenes(
     # a folder that was there before (empty: seg refuses any other) is left as it was.
     fresh = (overwrite and not shard.sharded) or not segfs.exists(segfs.join(out, "zarr.json"))
     existed = segfs.exists(out)
-    store = _open_store(out, cfg, prepared, overwrite and not shard.sharded)
-    store.set_splits(splits)
-    summary = TileSummary(scenes=len(prepared), store=out)
-    with (
-        rasterio.Env(GDAL_CACHEMAX=_block_cache(prepared, cfg.size)),
-        reporter.bar("scenes", len(prepared)) as scenes_bar,
-        reporter.bar("windows", 0) as windows_bar,
-    ):
-        for scene_id, info, lab in prepared:
-            if store.is_done(scene_id) and not overwrite:
-                summary.already_done += 1
+    # Unsharded, one `seg tile` at a time writes into a store (two would interleave windows).
+    lock = segfs.FolderLock(out, "seg tile", enabled=not shard.sharded)
+    if lock.path:
+        os.makedirs(out, exist_ok=True)
+    lock.acquire()
+    try:
+        store = _open_store(out, cfg, prepared, overwrite and not shard.sharded)
+        store.set_splits(splits)
+        summary = TileSummary(scenes=len(prepared), store=out)
+        with (
+            rasterio.Env(GDAL_CACHEMAX=_block_cache(prepared, cfg.size)),
+            reporter.bar("scenes", len(prepared)) as scenes_bar,
+            reporter.bar("windows", 0) as windows_bar,
+        ):
+            for scene_id, info, lab in prepared:
+                if store.is_done(scene_id) and not overwrite:
+                    summary.already_done += 1
+                    scenes_bar.advance()
+                    continue
+                windows_bar.reset(len(windows(info.height, info.width, cfg.size, stride)), scene_id)
+                try:
+                    _tile_one(
+                        store,
+                        scene_id,
+                        info,
+                        lab=lab,
+                        cfg=cfg,
+                        split=splits.get(scene_id),
+                        summary=summary,
+                        bar=windows_bar,
+                    )
+                except (SegError, OSError, *READ_ERRORS) as exc:
+                    _roll_back(store, scene_id, out, fresh=fresh, existed=existed)
+                    raise _as_seg_error(exc, info.path, out) from exc
+                summary.tiled += 1
                 scenes_bar.advance()
-                continue
-            grid = windows(info.height, info.width, cfg.size, stride)
-            windows_bar.reset(len(grid), f"windows {scene_id}")
-            try:
-                _tile_one(
-                    store,
-                    scene_id,
-                    info,
-                    lab=lab,
-                    cfg=cfg,
-                    split=splits.get(scene_id),
-                    summary=summary,
-                    bar=windows_bar,
-                )
-            except (SegError, OSError, *READ_ERRORS) as exc:
-                _roll_back(store, scene_id, out, fresh=fresh, existed=existed)
-                if isinstance(exc, SegError):
-                    raise
-                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                    raise ResourceError(
-                        f"no space left writing {out}; free space or choose another --out"
-                    ) from exc
-                if isinstance(exc, OSError) and not isinstance(exc, READ_ERRORS):
-                    raise
-                raise damaged(info.path, exc) from exc
-            summary.tiled += 1
-            scenes_bar.advance()
+    finally:
+        lock.release()
+        if lock.path and not existed and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)  # refused before writing anything: leave no folder either
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -159,6 +161,17 @@ def _block_cache(prepared: list[Prepared], size: int) -> int:
         default=0,
     )
     return max(64 * 2**20, 3 * strip_bytes)
+
+
+def _as_seg_error(exc: BaseException, path: str, out: str) -> BaseException:
+    """What the user is told when writing a scene failed (the scene was rolled back)."""
+    if isinstance(exc, SegError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ResourceError(f"no space left writing {out}; free space or choose another --out")
+    if isinstance(exc, OSError) and not isinstance(exc, READ_ERRORS):
+        return exc  # a bug or an unexpected system error: keep its traceback
+    return damaged(path, exc)
 
 
 def _roll_back(store: WindowStore, scene_id: str, out: str, *, fresh: bool, existed: bool) -> None:
