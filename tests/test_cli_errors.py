@@ -300,3 +300,33 @@ def test_unreachable_bucket_is_one_line(
 ) -> None:
     code, _, err = seg_run("tile", scene(tmp_path), "--out", "gs://no-such-bucket/ds.zarr", "-q")
     assert one_line_error(code, err) and "no-such-bucket" in err, err
+
+
+@pytest.mark.parametrize("where", ["bytes", "index"])
+def test_a_damaged_store_is_one_line(
+    tmp_path: Path, seg_run: Callable[..., tuple[int, str, str]], where: str
+) -> None:
+    """Damaged shard bytes (blosc) or a damaged shard index (checksum), read by a DataLoader
+    worker: one line naming the scene and window, and no checkpoint."""
+    from conftest import write_window_store
+
+    store = write_window_store(tmp_path / "ds.zarr", {"a": "train", "b": "val"}, windows=4)
+    shard = sorted(p for p in (store / "a" / "image" / "c").rglob("*") if p.is_file())[-1]
+    data = bytearray(shard.read_bytes())
+    span = slice(len(data) - 40, len(data) - 8) if where == "index" else slice(64, 4000)
+    data[span] = bytes(len(data[span]))
+    shard.write_bytes(bytes(data))
+    run = tmp_path / "run"
+    code, _, err = seg_run(
+        "train",
+        "-c",
+        "configs/unet_mobilenetv2.yaml",
+        "-d",
+        store,
+        "--out",
+        run,
+        "--set",
+        "data.num_workers=1",
+    )
+    assert one_line_error(code, err) and "scene 'a'" in err and "damaged" in err, err
+    assert not list(run.glob("*.pt"))

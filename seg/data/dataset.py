@@ -91,7 +91,15 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         """Raw window i: image (C, S, S) store dtype, mask (S, S) uint8."""
         k, w = (int(x) for x in self.index[i])
         image, mask = self._scene_arrays(k)
-        return image.read(w), mask.read(w)
+        try:
+            return image.read(w), mask.read(w)
+        except Exception as exc:  # damaged shard bytes (blosc), a bad shard index (checksum) ...
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise StoreError(
+                f"window {w} of scene {self.scene_ids[k]!r} in {self.store_path} cannot be read"
+                f" ({type(exc).__name__}: {reason}); the store is damaged: re-tile that scene"
+                " (seg tile ... --overwrite)"
+            ) from exc
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, seed = item if isinstance(item, tuple) else (item, None)

@@ -121,7 +121,7 @@ class Scene:
 
     @property
     def image(self) -> zarr.Array:
-        return self.group["image"]  # type: ignore[return-value]
+        return self._array("image")
 
     @property
     def mask(self) -> zarr.Array | None:
@@ -129,7 +129,16 @@ class Scene:
 
     @property
     def windows(self) -> np.ndarray:
-        return np.asarray(self.group["window"][:])  # type: ignore[index]
+        return np.asarray(self._array("window")[:])
+
+    def _array(self, name: str) -> zarr.Array:
+        try:
+            return self.group[name]  # type: ignore[return-value]
+        except KeyError as exc:  # its zarr.json is gone: a damaged store, not a bug of ours
+            raise StoreError(
+                f"scene {self.scene_id!r} of the store has no readable {name!r} array; the store"
+                " is damaged: re-tile that scene (seg tile ... --overwrite)"
+            ) from exc
 
     def __len__(self) -> int:
         return self.attrs.n_windows

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from seg import fs as segfs
 from seg.config import dump_yaml
 from seg.data.dataset import train_loader
+from seg.errors import SegError
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
 from seg.training.validation import metric_value
@@ -58,6 +59,8 @@ class Trainer(Session):
                 batch = next(it)
             except StopIteration:
                 return
+            except SegError as exc:  # from a DataLoader worker: torch put its traceback in
+                raise type(exc)(worker_message(exc)) from None
             except RuntimeError as exc:
                 if "killed by signal" not in str(exc) and self.signal is None:
                     raise
@@ -203,3 +206,12 @@ class Trainer(Session):
         self.epoch += 1
         self.batch_in_epoch = 0
         return improved
+
+
+def worker_message(exc: BaseException) -> str:
+    """The message of an error raised in a DataLoader worker, without the worker traceback torch
+    adds ("Caught StoreError in DataLoader worker process 0. Original Traceback ...")."""
+    lines = [s for s in str(exc).splitlines() if s.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return str(exc)
