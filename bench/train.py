@@ -69,7 +69,7 @@ def datasets(store: Path):  # type: ignore[no-untyped-def]
     st = WindowStore.open(str(store))
     norm = Normalisation.from_store(st, ["a"])
     aug = AugmentSection(brightness_contrast=0.3, noise=0.2)
-    real = WindowDataset(str(store), ["a"], norm, aug)
+    real = WindowDataset(str(store), ["a"], norm, augment=aug)
     return real, InMemoryDataset(real)
 
 
@@ -114,7 +114,7 @@ def step_times(store: Path, steps: int, batch: int, size: int) -> tuple[float, f
 
     real, _ = datasets(store)
     step = build_step("bf16", size)
-    sampler = EpochSampler(len(real), batch, steps + 1, 0, 0)
+    sampler = EpochSampler(len(real), batch, steps + 1, seed=0, epoch=0)
     loader = DataLoader(real, batch_size=batch, sampler=sampler, num_workers=1, drop_last=True)
     with_loader, synthetic = [], []
     it = iter(loader)

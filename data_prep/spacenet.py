@@ -88,7 +88,7 @@ def rasterize_on(vector: str, scene: str, out: str, buffer_m: float = 0.0) -> No
 
     with open_raster(scene) as ds:
         info = scene_info(ds, scene)
-    labels = SceneLabels(info, VectorLabels.load(vector, "class_id", [], None, buffer_m))
+    labels = SceneLabels(info, VectorLabels.load(vector, "class_id", [], buffer_m=buffer_m))
     with cog_writer(out, output_profile(info, 1, "uint8")) as dst:
         for r in range(0, info.height, 512):
             h = min(512, info.height - r)

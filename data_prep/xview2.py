@@ -74,10 +74,18 @@ def convert(
             {"type": "Feature", "properties": props, "geometry": shapely.geometry.mapping(geom)}
         )
     stem = os.path.splitext(os.path.basename(label_json))[0]
+    name = str(meta.get("img_name") or stem)
+    if os.path.basename(name.replace("\\", "/")) != name or name in (".", ".."):
+        raise InputError(
+            f"{label_json}: metadata.img_name {name!r} is not a plain file name; the sidecar would"
+            " land outside the output folder"
+        )
+    image_stem = os.path.splitext(name)[0]  # checked before anything is written
+    if os.path.realpath(segfs.join(out_dir, f"{image_stem}.json")) == os.path.realpath(label_json):
+        raise InputError(f"{label_json}: its sidecar would overwrite the label file itself")
     out_geojson = segfs.join(out_dir, f"{stem}.geojson")
     collection = {"type": "FeatureCollection", "features": features}
     segfs.write_bytes_atomic(out_geojson, json.dumps(collection).encode())
-    image_stem = os.path.splitext(str(meta.get("img_name") or stem))[0]
     out_meta = segfs.join(out_dir, f"{image_stem}.json")
     segfs.write_bytes_atomic(out_meta, json.dumps(meta, indent=1).encode())
     return Converted(out_geojson, out_meta, len(features), classes)

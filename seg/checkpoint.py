@@ -127,6 +127,10 @@ def load_checkpoint(path: str) -> dict[str, Any]:
         data = segfs.read_bytes(path)
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is a folder; give the file (e.g. {segfs.join(path, 'best.pt')})"
+        ) from exc
     except Exception as exc:
         raise segfs.unreachable(path, exc) from exc
     try:
@@ -243,7 +247,7 @@ def has_run(run_dir: str) -> bool:
 
 
 def check_compatible(
-    state: dict[str, Any], path: str, model_name: str, in_channels: int, num_classes: int
+    state: dict[str, Any], path: str, *, model_name: str, in_channels: int, num_classes: int
 ) -> None:
     """Refuse a checkpoint made for another model, band count or class count."""
     have = state.get("model", {})
@@ -273,7 +277,13 @@ def choose_resume(run_dir: str, resume: str | None) -> tuple[str, dict[str, Any]
     """What `--resume` means: "auto" = newest complete checkpoint in run_dir (or a fresh run),
     a path = that checkpoint, None = a fresh run, refused when run_dir already holds one."""
     if resume == "auto":
-        return find_resume(run_dir)
+        found = find_resume(run_dir)
+        if found is None and has_run(run_dir):  # never start over on top of a run's files
+            raise CheckpointError(
+                f"{run_dir} holds checkpoints but none is readable; move them away to start"
+                " again, or choose another --out"
+            )
+        return found
     if resume:
         return resume, load_checkpoint(resume)
     if has_run(run_dir):

@@ -66,6 +66,10 @@ def read_yaml(path: str) -> dict[str, Any]:
         text = segfs.read_bytes(path).decode("utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            f"config {path} is a folder; give a YAML file (e.g. configs/tile.yaml)"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text") from exc
     try:

@@ -50,3 +50,18 @@ class Preempted(SegError):
 
 class Diverged(SegError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+def preempt_on_sigterm() -> None:
+    """Until the training loop installs its own handler (after seconds of imports and set-up),
+    SIGTERM means "preempted before anything was done": exit 75, so that Cloud Batch and
+    `seg queue` retry instead of counting a failure (the default would be exit 143)."""
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Preempted(
+            "stopped by SIGTERM before training started; nothing to save: run the same"
+            " command again"
+        )
+
+    signal.signal(signal.SIGTERM, stop)

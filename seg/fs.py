@@ -113,6 +113,86 @@ def check_writable(out: str) -> None:
                 os.rmdir(folder)
 
 
+LOCK = ".seg-lock"
+
+
+class FolderLock:
+    """One seg process at a time writes into a local folder (a run, a store): a `.seg-lock`
+    file created exclusively, holding the owner's pid and host. A lock whose process is gone
+    (killed) is taken over; a live one is refused with who holds it. gs:// folders: no lock."""
+
+    def __init__(self, folder: str, what: str, enabled: bool = True) -> None:
+        local = enabled and not is_remote(folder)
+        self.path = os.path.join(str(folder), LOCK) if local else None
+        self.folder, self.what = str(folder), what
+
+    def acquire(self) -> None:
+        import json
+        import socket
+
+        if self.path is None:
+            return
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    with open(self.path) as f:
+                        owner = json.load(f)
+                except (OSError, ValueError):
+                    owner = {}
+                if _alive(owner) and owner.get("pid") != os.getpid():
+                    raise ResourceError(
+                        f"{self.folder} is in use by another {owner.get('what', 'seg')} (pid"
+                        f" {owner.get('pid')} on {owner.get('host')}); wait for it to finish or"
+                        " choose another --out"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)  # its process is gone: take the folder over
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return
+
+    def release(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    """Whether the lock's process still runs (another host's: assumed to, to be safe)."""
+    import socket
+
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Temporary files (`.<name>.<uuid>.tmp*`) a killed writer left in a local folder; call it
+    only while holding the folder's lock, when no other writer can own them."""
+    if is_remote(folder) or not os.path.isdir(folder):
+        return []
+    gone = []
+    for name in os.listdir(folder):
+        if name.startswith(".") and ".tmp" in name and name != LOCK:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+                gone.append(name)
+    return gone
+
+
 def open_file(path: str, mode: str = "rb") -> IO[Any]:
     return fsspec.open(str(path), mode, **storage_options(path)).open()
 

@@ -131,7 +131,15 @@ def write_window_store(
     )
     for k, (scene_id, _split) in enumerate(sorted(splits.items())):
         image, mask = synthetic_pair(size * windows, size, bands, seed=seed + 1000 * k)
-        writer = store.scene_writer(scene_id, windows, bands, size, np.dtype(dtype), True, 4)
+        writer = store.scene_writer(
+            scene_id,
+            max_windows=windows,
+            bands=bands,
+            size=size,
+            dtype=np.dtype(dtype),
+            with_mask=True,
+            windows_per_shard=4,
+        )
         stats = BandStats.empty(bands)
         for w in range(windows):
             img = image[:, w * size : (w + 1) * size].astype(dtype)

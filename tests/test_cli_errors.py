@@ -72,20 +72,45 @@ def tile_config_typo(tmp: Path) -> tuple[list[Any], Path]:
 
 def train_config_typo(tmp: Path) -> tuple[list[Any], Path]:
     out = tmp / "run"
-    return ["train", "-c", "configs/unet_mobilenetv2.yaml", "-d", tmp, "--set", "train.epochz=1",
-            "--out", out], out  # fmt: skip
+    return [
+        "train",
+        "-c",
+        "configs/unet_mobilenetv2.yaml",
+        "-d",
+        tmp,
+        "--set",
+        "train.epochz=1",
+        "--out",
+        out,
+    ], out
 
 
 def train_unknown_model(tmp: Path) -> tuple[list[Any], Path]:
     out = tmp / "run"
-    return ["train", "-c", "configs/unet_mobilenetv2.yaml", "-d", tmp, "--set", "model.name=unet9",
-            "--out", out], out  # fmt: skip
+    return [
+        "train",
+        "-c",
+        "configs/unet_mobilenetv2.yaml",
+        "-d",
+        tmp,
+        "--set",
+        "model.name=unet9",
+        "--out",
+        out,
+    ], out
 
 
 def train_not_a_store(tmp: Path) -> tuple[list[Any], Path]:
     out = tmp / "run"
-    return ["train", "-c", "configs/unet_mobilenetv2.yaml", "-d", tmp / "none.zarr",
-            "--out", out], out  # fmt: skip
+    return [
+        "train",
+        "-c",
+        "configs/unet_mobilenetv2.yaml",
+        "-d",
+        tmp / "none.zarr",
+        "--out",
+        out,
+    ], out
 
 
 def predict_corrupt(tmp: Path) -> tuple[list[Any], Path]:
@@ -123,6 +148,84 @@ def stitch_not_predictions(tmp: Path) -> tuple[list[Any], Path]:
     return ["stitch", tmp / "nothing.zarr", "--out", out], out
 
 
+def tile_config_is_a_folder(tmp: Path) -> tuple[list[Any], Path]:
+    out = tmp / "ds.zarr"
+    return ["tile", scene(tmp), "--config", tmp, "--out", out], out
+
+
+def tile_class_beyond_the_classes(tmp: Path) -> tuple[list[Any], Path]:
+    s = scene(tmp)
+    write_geotiff(tmp / "s_mask.tif", np.full((64, 64), 7, np.uint8))  # two classes: ids 0, 1
+    out = tmp / "ds.zarr"
+    return ["tile", s, "--labels", tmp / "s_mask.tif", "--size", "64", "--out", out], out
+
+
+def tile_fractional_labels(tmp: Path) -> tuple[list[Any], Path]:
+    s = scene(tmp)
+    write_geotiff(tmp / "s_mask.tif", np.full((64, 64), 0.5, np.float32))
+    out = tmp / "ds.zarr"
+    return ["tile", s, "--labels", tmp / "s_mask.tif", "--size", "64", "--out", out], out
+
+
+def truncated(tmp: Path) -> Path:
+    """A GeoTIFF whose header is intact but whose pixel data is cut off."""
+    image, _ = synthetic_pair(256, 256, 3, seed=3)
+    path = write_geotiff(tmp / "cut.tif", image)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def tile_truncated(tmp: Path) -> tuple[list[Any], Path]:
+    out = tmp / "ds.zarr"
+    return ["tile", truncated(tmp), "--size", "64", "--out", out], out
+
+
+def predict_truncated(tmp: Path) -> tuple[list[Any], Path]:
+    out = tmp / "out"
+    return ["predict", truncated(tmp), "-k", checkpoint(tmp), "--out", out, "-q"], out
+
+
+def predict_checkpoint_is_a_folder(tmp: Path) -> tuple[list[Any], Path]:
+    out = tmp / "out"
+    return ["predict", scene(tmp), "-k", tmp, "--out", out, "-q"], out
+
+
+def resume_with_only_unreadable_checkpoints(tmp: Path) -> tuple[list[Any], Path]:
+    from conftest import write_window_store
+
+    store = write_window_store(tmp / "ds.zarr", {"a": "train", "b": "val"}, windows=2)
+    run = tmp / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"torn")
+    (run / "latest.json").write_text('{"checkpoint": "last.pt", "step": 4}')
+    return [
+        "train",
+        "-c",
+        "configs/unet_mobilenetv2.yaml",
+        "-d",
+        store,
+        "--out",
+        run,
+        "--resume",
+        "auto",
+    ], run / "config.yaml"
+
+
+def tile_broken_geometry(tmp: Path) -> tuple[list[Any], Path]:
+    """A polygon of one coordinate (shapely would raise deep inside)."""
+    s = scene(tmp)
+    feature = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[10.0, 50.0]]]},
+    }
+    path = tmp / "labels.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    out = tmp / "ds.zarr"
+    return ["tile", s, "--labels", path, "--size", "64", "--out", out], out
+
+
 def queue_status_missing(tmp: Path) -> tuple[list[Any], Path]:
     return ["queue", "status", "--runs", tmp / "runs"], tmp / "runs"
 
@@ -142,6 +245,17 @@ CASES: dict[str, tuple[Case, str]] = {
     "eval: not a raster": (eval_corrupt, "not a raster"),
     "stitch: not a predictions zarr": (stitch_not_predictions, "no predictions at"),
     "queue status: no runs folder": (queue_status_missing, "does not exist"),
+    "tile: --config is a folder": (tile_config_is_a_folder, "is a folder"),
+    "tile: a broken GeoJSON geometry": (tile_broken_geometry, "feature 0 has an invalid geometry"),
+    "tile: class id beyond the classes": (tile_class_beyond_the_classes, "class id 7"),
+    "tile: fractional labels": (tile_fractional_labels, "non-integer values (e.g. 0.5)"),
+    "tile: a truncated GeoTIFF": (tile_truncated, "cannot be read"),
+    "predict: a truncated GeoTIFF": (predict_truncated, "cannot be read"),
+    "predict: checkpoint is a folder": (predict_checkpoint_is_a_folder, "is a folder"),
+    "train: --resume auto, no readable checkpoint": (
+        resume_with_only_unreadable_checkpoints,
+        "none is readable",
+    ),
 }
 
 
@@ -151,10 +265,34 @@ def test_a_mistake_is_one_line_exit_1_and_nothing_written(
 ) -> None:
     build, message = CASES[case]
     args, out = build(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     code, _, err = seg_run(*args)
     assert one_line_error(code, err) and message in err, err
     assert not out.exists(), f"{out} was left behind"
-    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name], "temporary files left"
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before, "files were written, changed or removed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tile", "x.tif"], "Missing option '--out'"),
+        (["tile", "x.tif", "--out", "o", "--size", "abc"], "'abc' is not a valid integer"),
+        (["predict", "--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_usage_mistakes_are_one_line_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console script (seg.cli.main), not click's boxed usage text."""
+    from conftest import cli_runner
+
+    from seg.cli import main
+
+    code, _, err = cli_runner(main, "seg", capsys)(*args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("seg: error: "), err
+    assert message in err and "--help" in err, err
 
 
 def test_unreachable_bucket_is_one_line(
@@ -162,3 +300,33 @@ def test_unreachable_bucket_is_one_line(
 ) -> None:
     code, _, err = seg_run("tile", scene(tmp_path), "--out", "gs://no-such-bucket/ds.zarr", "-q")
     assert one_line_error(code, err) and "no-such-bucket" in err, err
+
+
+@pytest.mark.parametrize("where", ["bytes", "index"])
+def test_a_damaged_store_is_one_line(
+    tmp_path: Path, seg_run: Callable[..., tuple[int, str, str]], where: str
+) -> None:
+    """Damaged shard bytes (blosc) or a damaged shard index (checksum), read by a DataLoader
+    worker: one line naming the scene and window, and no checkpoint."""
+    from conftest import write_window_store
+
+    store = write_window_store(tmp_path / "ds.zarr", {"a": "train", "b": "val"}, windows=4)
+    shard = sorted(p for p in (store / "a" / "image" / "c").rglob("*") if p.is_file())[-1]
+    data = bytearray(shard.read_bytes())
+    span = slice(len(data) - 40, len(data) - 8) if where == "index" else slice(64, 4000)
+    data[span] = bytes(len(data[span]))
+    shard.write_bytes(bytes(data))
+    run = tmp_path / "run"
+    code, _, err = seg_run(
+        "train",
+        "-c",
+        "configs/unet_mobilenetv2.yaml",
+        "-d",
+        store,
+        "--out",
+        run,
+        "--set",
+        "data.num_workers=1",
+    )
+    assert one_line_error(code, err) and "scene 'a'" in err and "damaged" in err, err
+    assert not list(run.glob("*.pt"))

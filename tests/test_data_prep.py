@@ -252,3 +252,17 @@ def test_webtiles_mosaic_is_georeferenced(tmp_path: Path, prep: Run) -> None:
         and (data[64:, :64] == 150).all()
     )
     assert (valid[64:, 64:] == 0).all() and (valid[:64] == 255).all()  # the missing chip is nodata
+
+
+@pytest.mark.parametrize("name", ["../../escaped.png", "/tmp/abs.png", "sub/dir.png"])
+def test_xview2_image_name_cannot_escape_the_output_folder(
+    tmp_path: Path, prep: Run, name: str
+) -> None:
+    src = tmp_path / "in" / "x_label.json"
+    src.parent.mkdir()
+    doc = {"features": {"lng_lat": [], "xy": []}, "metadata": {"img_name": name}}
+    src.write_text(json.dumps(doc))
+    out = tmp_path / "in" / "out"
+    code, _, err = prep("xview2", src, "--out", out)
+    assert code == 1 and "not a plain file name" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "escaped.json").exists()

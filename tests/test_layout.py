@@ -149,6 +149,22 @@ def test_modules_stay_readable() -> None:
     assert not long, f"modules over 300 lines (split them by job): {long}"
 
 
+def test_more_than_four_parameters_are_taken_by_keyword() -> None:
+    """A reader of a call site sees what each argument is: past four, parameters are
+    keyword-only (CLI commands are exempt: typer fills them from options)."""
+    wrong = []
+    for name, path in modules().items():
+        if name.startswith("seg.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args.posonlyargs + node.args.args
+                positional = [a.arg for a in args if a.arg not in ("self", "cls")]
+                if len(positional) > 4:
+                    wrong.append(f"{name}:{node.lineno} {node.name}({', '.join(positional)})")
+    assert not wrong, wrong
+
+
 def test_library_code_never_prints() -> None:
     """Only the CLI writes to the terminal; the library reports through seg.report."""
     offenders = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from seg.errors import SegError
+from seg.errors import EXIT_USAGE, SegError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +37,16 @@ def command(group: typer.Typer, name: str) -> Callable[[F], F]:
             except SegError as exc:
                 typer.echo(f"seg: error: {exc}", err=True)
                 raise typer.Exit(exc.exit_code) from None
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                where = f" ({exc.filename})" if exc.filename else ""
+                typer.echo(
+                    f"seg: error: no space left on the device{where}; free space or"
+                    " choose another --out",
+                    err=True,
+                )
+                raise typer.Exit(1) from None
 
         group.command(name)(run)
         return fn
@@ -44,8 +55,21 @@ def command(group: typer.Typer, name: str) -> Callable[[F], F]:
 
 
 def main() -> None:
+    """The console script: a usage mistake (a missing option, `--size abc`, an unknown option)
+    is one line `seg: error: ...` and exit 2, like every other mistake, not click's box."""
+    import click
+
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            print(exc.ctx.get_help())  # `seg` or `seg queue` alone: the help, as asked
+            sys.exit(0)
+        where = f"seg {exc.ctx.command_path.removeprefix('seg ')}" if exc.ctx else "seg"
+        message = " ".join(exc.format_message().split())
+        print(f"seg: error: {message} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except (KeyboardInterrupt, click.Abort):
         print("seg: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

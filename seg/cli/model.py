@@ -37,6 +37,9 @@ def train_command(
     Example: seg train --config configs/unet_mobilenetv2.yaml --data ds.zarr --out runs/exp1
     Several GPUs: torchrun --nproc-per-node 2 -m seg train ... --gpus 0,1
     """
+    from seg.errors import preempt_on_sigterm
+
+    preempt_on_sigterm()  # before the seconds of importing torch and setting the run up
     from seg.training.run import run_training
 
     result = run_training(

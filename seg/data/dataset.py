@@ -37,6 +37,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         store_path: str,
         scene_ids: list[str],
         norm: Normalisation,
+        *,
         augment: AugmentSection | None = None,
         max_windows: int | None = None,
         subsample_seed: int = 0,
@@ -90,7 +91,15 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         """Raw window i: image (C, S, S) store dtype, mask (S, S) uint8."""
         k, w = (int(x) for x in self.index[i])
         image, mask = self._scene_arrays(k)
-        return image.read(w), mask.read(w)
+        try:
+            return image.read(w), mask.read(w)
+        except Exception as exc:  # damaged shard bytes (blosc), a bad shard index (checksum) ...
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise StoreError(
+                f"window {w} of scene {self.scene_ids[k]!r} in {self.store_path} cannot be read"
+                f" ({type(exc).__name__}: {reason}); the store is damaged: re-tile that scene"
+                " (seg tile ... --overwrite)"
+            ) from exc
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, seed = item if isinstance(item, tuple) else (item, None)
@@ -170,8 +179,16 @@ def build_datasets(
     d = cfg.data
     data, store = info.path, info.store
     seed = cfg.train.seed
-    train = WindowDataset(data, info.train_ids, norm, cfg.augment, d.max_train_windows, seed, store)
-    val = WindowDataset(data, info.val_ids, norm, None, None, 0, store)
+    train = WindowDataset(
+        data,
+        info.train_ids,
+        norm,
+        augment=cfg.augment,
+        max_windows=d.max_train_windows,
+        subsample_seed=seed,
+        store=store,
+    )
+    val = WindowDataset(data, info.val_ids, norm, store=store)
     if d.max_val_windows and len(val) > d.max_val_windows:
         keep = np.linspace(0, len(val) - 1, d.max_val_windows).round().astype(np.int64)
         val.index = val.index[keep]
@@ -181,6 +198,7 @@ def build_datasets(
 def train_loader(
     dataset: WindowDataset,
     cfg: TrainConfig,
+    *,
     epoch: int,
     batches: int,
     start_batch: int,
@@ -191,7 +209,14 @@ def train_loader(
     """The DataLoader of one epoch (for one DDP rank), starting at batch `start_batch`."""
     d, seed = cfg.data, cfg.train.seed
     sampler = EpochSampler(
-        len(dataset), d.batch_size, batches, seed, epoch, rank, world, start_batch
+        len(dataset),
+        d.batch_size,
+        batches,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world=world,
+        start_batch=start_batch,
     )
     return DataLoader(
         dataset,

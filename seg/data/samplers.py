@@ -31,6 +31,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         n: int,
         batch_size: int,
         batches: int,
+        *,
         seed: int,
         epoch: int,
         rank: int = 0,

@@ -25,6 +25,7 @@ class SceneWriter:
         self,
         root: zarr.Group,
         scene_id: str,
+        *,
         max_windows: int,
         bands: int,
         size: int,

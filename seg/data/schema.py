@@ -56,6 +56,7 @@ class SceneAttrs:
         cls,
         info: SceneInfo,
         stats: BandStats,
+        *,
         labels: str | None,
         split: str | None,
         skipped: int,

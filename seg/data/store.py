@@ -82,6 +82,27 @@ def _check_bucket(path: str) -> None:
         )
 
 
+def _refuse_foreign(path: str) -> None:
+    """A new store goes into a missing or empty folder only: creating it (zarr mode "w") would
+    delete whatever the folder holds, and seg never deletes files it did not write."""
+    fs, p = segfs.filesystem(path)
+    try:
+        if not fs.exists(p):
+            return
+        if not fs.isdir(p):
+            raise StoreError(f"--out {path} is a file, not a window store; choose another --out")
+        held = [h for h in fs.ls(p, detail=False) if not str(h).endswith(segfs.LOCK)]
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise segfs.unreachable(path, exc) from exc
+    if held:
+        raise StoreError(
+            f"--out {path} exists and is not a seg window store (it holds {len(held)} entries,"
+            " which seg will not delete); choose a new or empty folder"
+        )
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     """A zarr attribute that holds a JSON object, as a dict ({} when absent)."""
     return dict(value) if isinstance(value, dict) else {}
@@ -100,7 +121,7 @@ class Scene:
 
     @property
     def image(self) -> zarr.Array:
-        return self.group["image"]  # type: ignore[return-value]
+        return self._array("image")
 
     @property
     def mask(self) -> zarr.Array | None:
@@ -108,7 +129,16 @@ class Scene:
 
     @property
     def windows(self) -> np.ndarray:
-        return np.asarray(self.group["window"][:])  # type: ignore[index]
+        return np.asarray(self._array("window")[:])
+
+    def _array(self, name: str) -> zarr.Array:
+        try:
+            return self.group[name]  # type: ignore[return-value]
+        except KeyError as exc:  # its zarr.json is gone: a damaged store, not a bug of ours
+            raise StoreError(
+                f"scene {self.scene_id!r} of the store has no readable {name!r} array; the store"
+                " is damaged: re-tile that scene (seg tile ... --overwrite)"
+            ) from exc
 
     def __len__(self) -> int:
         return self.attrs.n_windows
@@ -151,13 +181,16 @@ class WindowStore:
         """Open a store to add scenes to, creating it; settings must match an existing store."""
         _check_bucket(path)
         exists = segfs.exists(segfs.join(path, "zarr.json"))
-        if exists and not overwrite:
+        if not exists:
+            _refuse_foreign(path)
+        if exists:
             root = _open_root(path, "r+")
             have = _mapping(root.attrs.get("seg"))
-            if have.get("format") != FORMAT:
+            if have.get("format") != FORMAT:  # --overwrite never wipes what seg did not write
                 raise StoreError(
                     f"{path} exists and is not a seg window store; choose another --out"
                 )
+        if exists and not overwrite:
             for key in ("size", "stride", "bands", "classes"):
                 if key in settings and have.get(key) != settings[key]:
                     raise StoreError(
@@ -220,6 +253,7 @@ class WindowStore:
     def scene_writer(
         self,
         scene_id: str,
+        *,
         max_windows: int,
         bands: int,
         size: int,
@@ -228,5 +262,12 @@ class WindowStore:
         windows_per_shard: int = 16,
     ) -> SceneWriter:
         return SceneWriter(
-            self.root, scene_id, max_windows, bands, size, dtype, with_mask, windows_per_shard
+            self.root,
+            scene_id,
+            max_windows=max_windows,
+            bands=bands,
+            size=size,
+            dtype=dtype,
+            with_mask=with_mask,
+            windows_per_shard=windows_per_shard,
         )

@@ -9,6 +9,8 @@ killing the process at any moment and re-running gives the same store as one cle
 from __future__ import annotations
 
 import contextvars
+import errno
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,11 +22,18 @@ from seg import fs as segfs
 from seg.classes import IGNORE
 from seg.data.splits import assign_splits
 from seg.data.store import BandStats, SceneAttrs, WindowStore
-from seg.errors import InputError, SegError
+from seg.data.tile_inputs import Prepared, check_classes, check_inputs, resolve_labels
+from seg.errors import InputError, ResourceError, SegError
 from seg.geo.grid import axis_offsets, check_geometry, windows
-from seg.geo.labels import SceneLabels, is_vector, match_labels, stem
-from seg.geo.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
-from seg.geo.vectors import VectorLabels
+from seg.geo.labels import SceneLabels, stem
+from seg.geo.raster import (
+    READ_ERRORS,
+    SceneInfo,
+    damaged,
+    expand_inputs,
+    open_raster,
+    read_strip,
+)
 from seg.report import SILENT, Bar, Reporter
 from seg.shards import Shard
 from seg.tile_config import TileConfig
@@ -50,33 +59,6 @@ class TileSummary:
         )
 
 
-def _resolve_labels(
-    paths: list[str], labels: str | None, cfg: TileConfig
-) -> tuple[list[str], dict[str, str | VectorLabels]]:
-    """Scenes left after taking label files out, and each scene's label source."""
-    if labels is None:
-        if cfg.labels_map:
-            return paths, {p: cfg.labels_map[stem(p)] for p in paths if stem(p) in cfg.labels_map}
-        return paths, {}
-    if is_vector(labels):
-        vec = VectorLabels.load(
-            labels, cfg.label_attr, cfg.classes, cfg.label_crs, cfg.label_buffer
-        )
-        return paths, {p: vec for p in paths}
-    files = expand_inputs([labels])
-    fs, p = segfs.filesystem(labels)
-    if not fs.isdir(p):  # one label raster
-        scenes = [s for s in paths if s not in files]
-        if len(scenes) != 1:
-            raise InputError(
-                f"--labels {labels} is one raster but {len(scenes)} scenes were given; pass a"
-                " folder of label rasters (matched by name) or one scene"
-            )
-        return scenes, {scenes[0]: files[0]}
-    scenes, matched = match_labels(paths, files, cfg.labels_map)
-    return scenes, dict(matched)
-
-
 def tile_scenes(
     scenes: list[str],
     out: str,
@@ -95,67 +77,61 @@ def tile_scenes(
     started = time.perf_counter()
     stride = cfg.stride if cfg.stride is not None else cfg.size
     check_geometry(cfg.size, stride, cfg.allow_gaps)
-    paths, label_of = _resolve_labels(expand_inputs(scenes), labels, cfg)
+    paths, label_of = resolve_labels(expand_inputs(scenes), labels, cfg)
     ids = [stem(p) for p in paths]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise InputError(f"scene ids (file stems) must be unique; repeated: {', '.join(dupes[:5])}")
     splits = assign_splits(ids, cfg.splits)
-    prepared = _check_inputs(shard.pick(paths), label_of, cfg, reporter)
+    prepared = check_inputs(shard.pick(paths), label_of, cfg, reporter)
     # Sharded, --overwrite redoes this shard's scenes but never wipes the store the other machines
     # are writing into; unsharded, it starts the store over.
+    # On a failure, remove the store only if this run made it (or was asked to start it over);
+    # a folder that was there before (empty: seg refuses any other) is left as it was.
     fresh = (overwrite and not shard.sharded) or not segfs.exists(segfs.join(out, "zarr.json"))
-    store = _open_store(out, cfg, prepared, overwrite and not shard.sharded)
-    store.set_splits(splits)
-    summary = TileSummary(scenes=len(prepared), store=out)
-    with (
-        rasterio.Env(GDAL_CACHEMAX=_block_cache(prepared, cfg.size)),
-        reporter.bar("scenes", len(prepared)) as scenes_bar,
-        reporter.bar("windows", 0) as windows_bar,
-    ):
-        for scene_id, info, lab in prepared:
-            if store.is_done(scene_id) and not overwrite:
-                summary.already_done += 1
+    existed = segfs.exists(out)
+    # Unsharded, one `seg tile` at a time writes into a store (two would interleave windows).
+    lock = segfs.FolderLock(out, "seg tile", enabled=not shard.sharded)
+    if lock.path:
+        os.makedirs(out, exist_ok=True)
+    lock.acquire()
+    try:
+        store = _open_store(out, cfg, prepared, overwrite and not shard.sharded)
+        store.set_splits(splits)
+        summary = TileSummary(scenes=len(prepared), store=out)
+        with (
+            rasterio.Env(GDAL_CACHEMAX=_block_cache(prepared, cfg.size)),
+            reporter.bar("scenes", len(prepared)) as scenes_bar,
+            reporter.bar("windows", 0) as windows_bar,
+        ):
+            for scene_id, info, lab in prepared:
+                if store.is_done(scene_id) and not overwrite:
+                    summary.already_done += 1
+                    scenes_bar.advance()
+                    continue
+                windows_bar.reset(len(windows(info.height, info.width, cfg.size, stride)), scene_id)
+                try:
+                    _tile_one(
+                        store,
+                        scene_id,
+                        info,
+                        lab=lab,
+                        cfg=cfg,
+                        split=splits.get(scene_id),
+                        summary=summary,
+                        bar=windows_bar,
+                    )
+                except (SegError, OSError, *READ_ERRORS) as exc:
+                    _roll_back(store, scene_id, out, fresh=fresh, existed=existed)
+                    raise _as_seg_error(exc, info.path, out) from exc
+                summary.tiled += 1
                 scenes_bar.advance()
-                continue
-            grid = windows(info.height, info.width, cfg.size, stride)
-            windows_bar.reset(len(grid), f"windows {scene_id}")
-            try:
-                _tile_one(
-                    store, scene_id, info, lab, cfg, splits.get(scene_id), summary, windows_bar
-                )
-            except SegError:
-                _roll_back(store, scene_id, out, fresh)
-                raise
-            summary.tiled += 1
-            scenes_bar.advance()
+    finally:
+        lock.release()
+        if lock.path and not existed and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)  # refused before writing anything: leave no folder either
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-Prepared = tuple[str, SceneInfo, SceneLabels | None]
-
-
-def _check_inputs(
-    paths: list[str],
-    label_of: dict[str, str | VectorLabels],
-    cfg: TileConfig,
-    reporter: Reporter,
-) -> list[Prepared]:
-    """Read every scene header (and pair its labels) before anything is written."""
-    prepared: list[Prepared] = []
-    for p in paths:
-        with open_raster(p) as ds:
-            info = scene_info(ds, p, cfg.bands, cfg.pixel_space)
-        lab = SceneLabels(info, label_of[p], reporter) if p in label_of else None
-        prepared.append((stem(p), info, lab))
-    n_bands = {len(info.bands) for _, info, _ in prepared}
-    if len(n_bands) > 1:
-        raise InputError(
-            f"scenes have different band counts {sorted(n_bands)}; choose the same bands for all"
-            " with --bands (a store holds one channel count)"
-        )
-    return prepared
 
 
 def _open_store(out: str, cfg: TileConfig, prepared: list[Prepared], wipe: bool) -> WindowStore:
@@ -187,19 +163,33 @@ def _block_cache(prepared: list[Prepared], size: int) -> int:
     return max(64 * 2**20, 3 * strip_bytes)
 
 
-def _roll_back(store: WindowStore, scene_id: str, out: str, fresh: bool) -> None:
+def _as_seg_error(exc: BaseException, path: str, out: str) -> BaseException:
+    """What the user is told when writing a scene failed (the scene was rolled back)."""
+    if isinstance(exc, SegError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ResourceError(f"no space left writing {out}; free space or choose another --out")
+    if isinstance(exc, OSError) and not isinstance(exc, READ_ERRORS):
+        return exc  # a bug or an unexpected system error: keep its traceback
+    return damaged(path, exc)
+
+
+def _roll_back(store: WindowStore, scene_id: str, out: str, *, fresh: bool, existed: bool) -> None:
     """After a failed scene: remove it, and the whole store if this run made it empty."""
     if scene_id in store.root:
         del store.root[scene_id]
     if fresh and not store.scene_ids():  # a store this run made: leave nothing
         fs, path = segfs.filesystem(out)
         fs.rm(path, recursive=True)
+        if existed and not segfs.is_remote(out):
+            fs.makedirs(path, exist_ok=True)  # the (empty) folder the user gave
 
 
 def _tile_one(
     store: WindowStore,
     scene_id: str,
     info: SceneInfo,
+    *,
     lab: SceneLabels | None,
     cfg: TileConfig,
     split: str | None,
@@ -213,12 +203,12 @@ def _tile_one(
     dtype = np.dtype(info.dtype)
     writer = store.scene_writer(
         scene_id,
-        len(rows) * len(cols),
-        len(info.bands),
-        size,
-        dtype,
-        lab is not None,
-        cfg.windows_per_shard,
+        max_windows=len(rows) * len(cols),
+        bands=len(info.bands),
+        size=size,
+        dtype=dtype,
+        with_mask=lab is not None,
+        windows_per_shard=cfg.windows_per_shard,
     )
     stats = BandStats.empty(len(info.bands))
     counted = 0  # scene rows already in the band statistics (strips overlap when stride < size)
@@ -245,6 +235,8 @@ def _tile_one(
                     new = slice(max(counted - r, 0), h)
                     stats.update(image[:, new], valid[new])
                     counted = r + h
+                if labels is not None:
+                    check_classes(labels, cfg.classes, lab)
                 strip_valid = bool(valid.all())
                 if not strip_valid:
                     image, labels = _blank_nodata(image, valid, labels)
@@ -266,7 +258,7 @@ def _tile_one(
             writer.close()
             raise
     labels_desc = lab.describe() if lab is not None else None
-    attrs = SceneAttrs.of_scene(info, stats, labels_desc, split, skipped)
+    attrs = SceneAttrs.of_scene(info, stats, labels=labels_desc, split=split, skipped=skipped)
     writer.finish(attrs)
     summary.windows += kept
     summary.skipped += skipped

@@ -112,6 +112,7 @@ def markdown(data: dict[str, Any]) -> str:
 def evaluate(
     prediction: str,
     truth: str,
+    *,
     out: str | None = None,
     image: str | None = None,
     window_size: int | None = None,
@@ -130,7 +131,7 @@ def evaluate(
     source: str | VectorLabels
     if is_vector(truth):
         source = VectorLabels.load(
-            truth, label_attr, classes or ["background", "foreground"], label_crs
+            truth, label_attr, classes or ["background", "foreground"], crs_override=label_crs
         )
     else:
         check_aligned(info, truth)
@@ -187,13 +188,16 @@ def evaluate(
             "interior_pixels": int(cm_inner.cm.sum()),
         }
     report = Report(data, markdown(data))
-    report.files = write_report(report, prediction, out, info, source, image, tags)
+    report.files = write_report(
+        report, prediction, out=out, info=info, truth=source, image=image, tags=tags
+    )
     return report
 
 
 def write_report(
     report: Report,
     prediction: str,
+    *,
     out: str | None,
     info: SceneInfo,
     truth: str | VectorLabels,

@@ -70,6 +70,7 @@ def overlay_png(
     prediction: str,
     truth: str | VectorLabels,
     image: str | None,
+    *,
     max_side: int = 512,
 ) -> bytes:
     """PNG bytes of image | truth | prediction (the image panel only when `image` is given)."""

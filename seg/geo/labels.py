@@ -209,6 +209,12 @@ class SceneLabels:
                 valid = data != IGNORE
         if data.dtype == np.uint8:  # the common case: no range to check, no copy when all valid
             return data if valid.all() else np.where(valid, data, np.uint8(IGNORE))
+        if data.dtype.kind == "f" and np.any(data[valid] != np.round(data[valid])):
+            raise InputError(
+                f"label raster {self.source} has non-integer values (e.g."
+                f" {data[valid][data[valid] != np.round(data[valid])][0]:g}); class ids are whole"
+                " numbers"
+            )
         if data.size and (np.nanmin(data) < 0 or np.nanmax(data[valid], initial=0) > IGNORE):
             raise InputError(
                 f"label raster {self.source} has values outside 0..255; class ids must fit uint8"

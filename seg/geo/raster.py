@@ -18,11 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+# A .vrt scene may carry an inline Python pixel function; GDAL runs it when this is YES. Scenes
+# are data, never code: pinned off before rasterio (and GDAL) are loaded, whatever the caller set.
+os.environ["GDAL_VRT_ENABLE_PYTHON"] = "NO"
+
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.io import DatasetReader, DatasetWriter
 
 from seg import fs as segfs
@@ -78,6 +84,16 @@ class SceneInfo:
     @property
     def affine(self) -> Affine:
         return Affine(*self.transform[:6])
+
+
+# What GDAL raises when a file's header is fine but its pixels are not (cut, damaged).
+READ_ERRORS = (RasterioError, CPLE_BaseError)
+
+
+def damaged(path: str, exc: BaseException) -> InputError:
+    """The one-line error for a raster whose pixels cannot be read."""
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return InputError(f"{path}: its pixels cannot be read ({reason}); the file is damaged or cut")
 
 
 def _is_georeferenced(ds: DatasetReader) -> bool:
@@ -161,6 +177,7 @@ def read_strip(
     info: SceneInfo,
     row_off: int,
     height: int,
+    *,
     col_off: int = 0,
     width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

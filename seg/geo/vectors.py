@@ -53,6 +53,7 @@ class VectorLabels:
         path: str,
         attribute: str | None,
         classes: list[str],
+        *,
         crs_override: str | None = None,
         buffer_m: float = 0.0,
     ) -> VectorLabels:
@@ -67,10 +68,7 @@ class VectorLabels:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise InputError(f"label file {path} is not valid JSON: {exc}") from exc
             features = _geojson_features(doc, path)
-            geoms = [
-                shapely.geometry.shape(f["geometry"]) if f.get("geometry") else None
-                for f in features
-            ]
+            geoms = [_shape(f, i, path) for i, f in enumerate(features)]
             props = [f.get("properties") or {} for f in features]
             crs = _crs_from_geojson(doc, path)
             defaulted = crs is None
@@ -203,3 +201,16 @@ def _class_value(
     if not 0 <= value < IGNORE:
         raise InputError(f"{path}: class id {value} is outside 0..254")
     return value
+
+
+def _shape(feature: dict[str, Any], index: int, path: str) -> Any:
+    """A feature's geometry, or one line naming the feature whose geometry is broken (a polygon
+    of one coordinate, coordinates that are strings ...)."""
+    geometry = feature.get("geometry")
+    if not geometry:
+        return None
+    try:
+        return shapely.geometry.shape(geometry)
+    except Exception as exc:  # shapely raises ValueError, TypeError, GEOSException ...
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise InputError(f"{path}: feature {index} has an invalid geometry ({reason})") from exc

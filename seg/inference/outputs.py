@@ -51,6 +51,7 @@ class SceneOutputs:
         info: SceneInfo,
         paths: OutputPaths,
         class_names: list[str],
+        *,
         probabilities: str | None = None,
         tags: dict[str, Any] | None = None,
     ) -> None:
@@ -196,13 +197,38 @@ def output_paths(
     if dupes and not single:
         raise InputError(f"scene file names must be unique for one --out folder: {dupes[:5]}")
     paths = {}
+    # Real paths: a symlinked input must not be overwritten by its own (or another's) mask.
+    inputs = {os.path.realpath(s): s for s in scenes if not segfs.is_remote(s)}
     for scene, sid in zip(scenes, ids, strict=True):
         mask = out if single else segfs.join(out, sid + MASK_SUFFIX)
         base = mask.rsplit(".", 1)[0]
         vec = None
         if vector:
             vec = f"{base}.{vector.lower()}" if vector.lower() in VECTOR_FORMATS else vector
-        if os.path.abspath(mask) == os.path.abspath(scene) and not segfs.is_remote(mask):
-            raise ConfigError(f"--out {out} would overwrite the input scene {scene}")
-        paths[scene] = OutputPaths(mask, base + "_probs.tif" if probabilities else None, vec)
+        made = OutputPaths(mask, base + "_probs.tif" if probabilities else None, vec)
+        for p in (made.mask, made.probabilities, made.vector):
+            if p and not segfs.is_remote(p) and os.path.realpath(p) in inputs:
+                hit = inputs[os.path.realpath(p)]
+                raise ConfigError(f"--out {out} would overwrite the input scene {hit}")
+        paths[scene] = made
     return paths
+
+
+def check_existing(paths: dict[str, OutputPaths]) -> None:
+    """Refuse to treat as finished, or to overwrite, a file at a mask path that `seg predict`
+    did not write (a label raster named `<scene>_mask.tif` beside its scene, say)."""
+    from seg.geo.raster import open_raster
+
+    for scene, out in paths.items():
+        if not segfs.exists(out.mask):
+            continue
+        try:
+            with open_raster(out.mask) as ds:
+                ours = "SEG_CLASSES" in ds.tags()
+        except InputError:
+            ours = False
+        if not ours:
+            raise InputError(
+                f"{out.mask} exists and was not written by seg predict (a label raster?);"
+                f" seg will not skip or overwrite it: choose another --out for {scene}"
+            )

@@ -113,7 +113,7 @@ def load_network(info: CheckpointInfo, state: dict[str, Any], path: str) -> torc
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(
             f"{path}: its weights do not fit model {info.name!r} with {info.in_channels} bands and"
-            f" {info.num_classes} classes: {str(exc).splitlines()[0][:200]}"
+            f" {info.num_classes} classes: {_first_reason(exc)}"
         ) from exc
     return model.eval()
 
@@ -126,3 +126,11 @@ def load_predictor(
     model = load_network(info, state, checkpoint)
     del state
     return Predictor(model, device=device, precision=precision, tta=tta), info
+
+
+def _first_reason(exc: BaseException) -> str:
+    """torch's load_state_dict error says "Error(s) in loading state_dict for Unet:" first and
+    the reason on the next lines: keep the reason."""
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    useful = [s for s in lines if not s.startswith("Error(s) in loading")] or lines
+    return " ".join(useful)[:300]

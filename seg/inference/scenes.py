@@ -23,9 +23,17 @@ from seg.data.window_prep import Normalisation, prepare_window
 from seg.errors import ConfigError, InputError
 from seg.geo.grid import Window, axis_offsets, check_geometry, windows
 from seg.geo.labels import stem
-from seg.geo.raster import SceneInfo, expand_inputs, open_raster, read_strip, scene_info
+from seg.geo.raster import (
+    READ_ERRORS,
+    SceneInfo,
+    damaged,
+    expand_inputs,
+    open_raster,
+    read_strip,
+    scene_info,
+)
 from seg.inference.options import PredictOptions, PredictSummary
-from seg.inference.outputs import SceneOutputs, output_paths
+from seg.inference.outputs import SceneOutputs, check_existing, output_paths
 from seg.inference.pipeline import Behind, prefetch, return_freed_memory
 from seg.inference.predictor import Predictor, load_predictor
 from seg.inference.stitch import Sink, Stitcher
@@ -80,7 +88,7 @@ def stitch_scene(
 ) -> int:
     """Predict every window of a `height` x `width` scene and hand stitched rows to `sink`."""
     stride = size - overlap
-    stitcher = Stitcher(height, width, num_classes, size, overlap, sink)
+    stitcher = Stitcher(height, width, num_classes, size=size, overlap=overlap, sink=sink)
 
     def blend(wins: list[Window], probs: np.ndarray, valids: list[np.ndarray]) -> None:
         top = stitcher.top
@@ -133,7 +141,7 @@ def check_scene(info: SceneInfo, ckpt: CheckpointInfo, bands_given: bool) -> Non
 
 def window_reader(ds: Any, info: SceneInfo) -> WindowReader:
     def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        return read_strip(ds, info, row, height, col, width)
+        return read_strip(ds, info, row, height, col_off=col, width=width)
 
     return read
 
@@ -192,6 +200,7 @@ def predict_with(
             f"--bands gives {len(read_bands)} bands; the model takes {info.in_channels}"
         )
     outputs = output_paths(paths, out, opts.probabilities is not None, opts.vector)
+    check_existing(outputs)
     tags = {"SEG_CHECKPOINT": source, "SEG_WINDOW": {"size": size, "overlap": overlap}}
     norm = Normalisation(np.asarray(info.mean), np.asarray(info.std))
     summary = PredictSummary(scenes=len(paths))
@@ -202,37 +211,40 @@ def predict_with(
                 summary.skipped += 1
                 scenes_bar.advance()
                 continue
-            with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
-                if opts.bands is None:  # the scene's own band count, not the checkpoint's pick
-                    check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
-                scene = scene_info(ds, path, read_bands, opts.pixel_space)
-                check_scene(scene, info, bands_given=True)
-                # How many windows (for the bar only: the grid itself is built once, in batches).
-                stride = size - overlap
-                rows, cols = (
-                    axis_offsets(scene.height, size, stride),
-                    axis_offsets(scene.width, size, stride),
-                )
-                grid_n = len(rows) * len(cols)
-                bar.reset(grid_n, f"windows {stem(path)}")
-                writer = SceneOutputs(
-                    scene, dst, list(info.class_names), opts.probabilities,
-                    {**tags, "SEG_SOURCE": path},
-                )  # fmt: skip
-                with writer.open() as sink:
-                    summary.windows += stitch_scene(
-                        window_reader(ds, scene),
-                        scene.height,
-                        scene.width,
-                        size=size,
-                        overlap=overlap,
-                        predictor=predictor,
-                        norm=norm,
-                        num_classes=info.num_classes,
-                        sink=sink,
-                        batch_size=opts.batch_size,
-                        advance=bar.advance,
+            try:  # a damaged file whose header reads fine fails here, in one line
+                with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
+                    if opts.bands is None:  # the scene's own band count, not the checkpoint's pick
+                        check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
+                    scene = scene_info(ds, path, read_bands, opts.pixel_space)
+                    check_scene(scene, info, bands_given=True)
+                    # How many windows (for the bar only: batches() builds the grid, once).
+                    stride = size - overlap
+                    rows, cols = (
+                        axis_offsets(scene.height, size, stride),
+                        axis_offsets(scene.width, size, stride),
                     )
+                    grid_n = len(rows) * len(cols)
+                    bar.reset(grid_n, f"windows {stem(path)}")
+                    writer = SceneOutputs(
+                        scene, dst, list(info.class_names), probabilities=opts.probabilities,
+                        tags={**tags, "SEG_SOURCE": path},
+                    )  # fmt: skip
+                    with writer.open() as sink:
+                        summary.windows += stitch_scene(
+                            window_reader(ds, scene),
+                            scene.height,
+                            scene.width,
+                            size=size,
+                            overlap=overlap,
+                            predictor=predictor,
+                            norm=norm,
+                            num_classes=info.num_classes,
+                            sink=sink,
+                            batch_size=opts.batch_size,
+                            advance=bar.advance,
+                        )
+            except READ_ERRORS as exc:
+                raise damaged(path, exc) from exc
             summary.predicted += 1
             summary.outputs.append(dst.mask)
             scenes_bar.advance()

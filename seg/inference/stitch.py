@@ -57,14 +57,14 @@ def window_weights(window: Window, scene_height: int, scene_width: int, overlap:
         window.height,
         window.width,
         overlap,
-        (window.row_off > 0, window.row_off + window.height < scene_height),
-        (window.col_off > 0, window.col_off + window.width < scene_width),
+        taper_y=(window.row_off > 0, window.row_off + window.height < scene_height),
+        taper_x=(window.col_off > 0, window.col_off + window.width < scene_width),
     )
 
 
 @lru_cache(maxsize=64)
 def _weights(
-    h: int, w: int, overlap: int, taper_y: tuple[bool, bool], taper_x: tuple[bool, bool]
+    h: int, w: int, overlap: int, *, taper_y: tuple[bool, bool], taper_x: tuple[bool, bool]
 ) -> np.ndarray:
     # A scene has at most 9 kinds of window (corner, edge, interior): cache their weights.
     out = np.outer(axis_weights(h, overlap, *taper_y), axis_weights(w, overlap, *taper_x))
@@ -84,6 +84,7 @@ class Stitcher:
         height: int,
         width: int,
         num_classes: int,
+        *,
         size: int,
         overlap: int,
         sink: Sink,

@@ -16,6 +16,7 @@ Layout (local or gs://)::
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ import zarr
 from seg import fs as segfs
 from seg.data.store import Scene, SceneAttrs, WindowStore
 from seg.data.window_prep import Normalisation, prepare_window, store_valid
-from seg.errors import InputError, StoreError
+from seg.errors import ConfigError, InputError, StoreError
 from seg.geo.grid import Window
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import MASK_SUFFIX, VECTOR_FORMATS, OutputPaths, SceneOutputs
@@ -47,6 +48,31 @@ def _open(path: str, mode: str) -> zarr.Group:
         raise StoreError(f"cannot open predictions {path}: {exc}") from exc
 
 
+def _check_out(out: str, store_path: str) -> None:
+    """--out is a new or empty folder, or an earlier predictions zarr: never the window store or
+    another zarr (writing our attributes into it would make it unusable)."""
+    same = (
+        os.path.realpath(out) == os.path.realpath(store_path)
+        if not segfs.is_remote(out)
+        else (out.rstrip("/") == store_path.rstrip("/"))
+    )
+    if same:
+        raise ConfigError(
+            f"--out {out} is the window store itself; give a new folder for predictions"
+        )
+    if segfs.exists(segfs.join(out, "zarr.json")):
+        meta = dict(_open(out, "r").attrs.get("seg") or {})  # type: ignore[arg-type]
+        if meta.get("format") != FORMAT:
+            raise StoreError(
+                f"--out {out} is a zarr but not seg predictions (from `seg predict --store`);"
+                " choose another --out"
+            )
+    elif segfs.exists(out):
+        fs, p = segfs.filesystem(out)
+        if not fs.isdir(p) or fs.ls(p, detail=False):
+            raise StoreError(f"--out {out} exists and is not a predictions zarr; choose another")
+
+
 def predict_store(
     store_path: str,
     *,
@@ -60,6 +86,7 @@ def predict_store(
     opts = options or PredictOptions()
     started = time.perf_counter()
     store = WindowStore.open(store_path)
+    _check_out(out, store_path)
     predictor, info = load_predictor(
         checkpoint, device=opts.device, precision=opts.precision, tta=opts.tta
     )
@@ -94,7 +121,14 @@ def predict_store(
                 )
             bar.reset(len(scene), f"windows {sid}")
             _predict_scene(
-                root, sid, scene, predictor, norm, info.num_classes, opts.batch_size, bar.advance
+                root,
+                sid,
+                scene,
+                predictor=predictor,
+                norm=norm,
+                k=info.num_classes,
+                batch_size=opts.batch_size,
+                advance=bar.advance,
             )
             summary.windows += len(scene)
             summary.predicted += 1
@@ -108,6 +142,7 @@ def _predict_scene(
     root: zarr.Group,
     sid: str,
     scene: Scene,
+    *,
     predictor: Predictor,
     norm: Normalisation,
     k: int,
@@ -172,6 +207,7 @@ def _predict_scene(
 def stitch_predictions(
     predictions: str,
     out: str,
+    *,
     probabilities: str | None = None,
     vector: str | None = None,
     overwrite: bool = False,
@@ -211,8 +247,11 @@ def stitch_predictions(
                 f"{base}.{vector.lower()}" if vector else None,
             )
             tags = {"SEG_SOURCE": info.path, "SEG_WINDOW": {"size": size, "overlap": overlap}}
-            with SceneOutputs(info, paths, classes, probabilities, tags).open() as sink:
-                stitcher = Stitcher(info.height, info.width, len(classes), size, overlap, sink)
+            outputs = SceneOutputs(info, paths, classes, probabilities=probabilities, tags=tags)
+            with outputs.open() as sink:
+                stitcher = Stitcher(
+                    info.height, info.width, len(classes), size=size, overlap=overlap, sink=sink
+                )
                 wins = np.asarray(group["window"][:]).reshape(-1, 4)
                 order = np.lexsort((wins[:, 1], wins[:, 0]))  # row-major, as the stitcher needs
                 for start in range(0, len(order), PER_SHARD):

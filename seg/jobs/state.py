@@ -29,12 +29,15 @@ def state_path(run_dir: str) -> str:
 def read_state(run_dir: str) -> dict[str, Any] | None:
     path = state_path(run_dir)
     try:
-        data: dict[str, Any] = json.loads(segfs.read_bytes(path))
-        return data
+        data = json.loads(segfs.read_bytes(path))
     except FileNotFoundError:
         return None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # written atomically, so only a foreign file gets here: treat as absent
+    if not isinstance(data, dict) or not isinstance(data.get("name", ""), str):
+        return None  # not a job state seg wrote (an ill-typed job.json): not a job
+    state: dict[str, Any] = data
+    return state
 
 
 def write_state(run_dir: str, state: dict[str, Any]) -> None:

@@ -122,6 +122,10 @@ def _attempt(job: Job, gpu: str, log: IO[bytes], cwd: str | None) -> int:
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise JobFailed(f"job {job.name}: program {argv[0]!r} not found on {socket.gethostname()}")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "SEG_QUEUE_JOB": job.name}
+    # The Dask nanny sets these to 1 for its worker; a job is a process of its own and gets the
+    # machine's threads, as a direct `seg train` would (and the same weights).
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.pop(name, None)
     launcher = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
     proc = subprocess.Popen(
         launcher,

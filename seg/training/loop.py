@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from seg import fs as segfs
 from seg.config import dump_yaml
 from seg.data.dataset import train_loader
+from seg.errors import SegError
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
 from seg.training.validation import metric_value
@@ -43,8 +44,9 @@ class Trainer(Session):
 
     def _loader(self) -> DataLoader[Any]:
         return train_loader(
-            self.train_set, self.cfg, self.epoch, self.steps_per_epoch, self.batch_in_epoch,
-            self.ddp.rank, self.ddp.world, self.device.type == "cuda",
+            self.train_set, self.cfg, epoch=self.epoch, batches=self.steps_per_epoch,
+            start_batch=self.batch_in_epoch, rank=self.ddp.rank, world=self.ddp.world,
+            pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -57,6 +59,8 @@ class Trainer(Session):
                 batch = next(it)
             except StopIteration:
                 return
+            except SegError as exc:  # from a DataLoader worker: torch put its traceback in
+                raise type(exc)(worker_message(exc)) from None
             except RuntimeError as exc:
                 if "killed by signal" not in str(exc) and self.signal is None:
                     raise
@@ -89,6 +93,7 @@ class Trainer(Session):
                 signal.signal(s, h)
             if log:
                 log.close()
+            self.lock.release()
 
     def _loop(self, log: Logbook | None) -> TrainResult:
         plan, es = self.plan, self.cfg.early_stopping
@@ -201,3 +206,12 @@ class Trainer(Session):
         self.epoch += 1
         self.batch_in_epoch = 0
         return improved
+
+
+def worker_message(exc: BaseException) -> str:
+    """The message of an error raised in a DataLoader worker, without the worker traceback torch
+    adds ("Caught StoreError in DataLoader worker process 0. Original Traceback ...")."""
+    lines = [s for s in str(exc).splitlines() if s.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return str(exc)

@@ -93,7 +93,7 @@ class AdversarialStep(SegmentationStep):
         logits = self._generate(image)
         for _ in range(p.d_steps):
             fake = logits.detach().float().softmax(dim=1) * valid  # (B, K, H, W)
-            d_stats = self._d_update(cond, real, fake, valid, sigma)
+            d_stats = self._d_update(cond, real, fake, valid=valid, sigma=sigma)
             if not math.isfinite(d_stats["d_loss"]):
                 return {"loss": math.nan, **d_stats}
             stats.update(d_stats)
@@ -101,7 +101,7 @@ class AdversarialStep(SegmentationStep):
         for i in range(p.g_steps):
             if i > 0:
                 logits = self._generate(image)
-            g_stats = self._g_update(cond, logits, mask, valid, sigma)
+            g_stats = self._g_update(cond, logits, mask, valid=valid, sigma=sigma)
             stats.update(g_stats)
             if not math.isfinite(g_stats["loss"]):
                 return stats
@@ -173,6 +173,7 @@ class AdversarialStep(SegmentationStep):
         cond: torch.Tensor,
         real: torch.Tensor,
         fake: torch.Tensor,
+        *,
         valid: torch.Tensor,
         sigma: float,
     ) -> dict[str, float]:
@@ -202,7 +203,11 @@ class AdversarialStep(SegmentationStep):
             stats["d_loss"] = math.nan
             return stats
         stats["grad_norm_d"] = scaled_update(
-            loss, self.optimizer_d, self.scaler_d, self.d_net.parameters(), self.cfg.optim.grad_clip
+            loss,
+            self.optimizer_d,
+            self.scaler_d,
+            params=self.d_net.parameters(),
+            max_norm=self.cfg.optim.grad_clip,
         )
         stats["d_acc"] = discriminator_accuracy(p.gan_loss, out_real, out_fake, weights)
         # Near 0 when D separates real from fake perfectly (smoothed BCE never reaches 0 itself).
@@ -215,6 +220,7 @@ class AdversarialStep(SegmentationStep):
         cond: torch.Tensor,
         logits: torch.Tensor,
         mask: torch.Tensor,
+        *,
         valid: torch.Tensor,
         sigma: float,
     ) -> dict[str, float]:

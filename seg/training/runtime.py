@@ -162,7 +162,7 @@ def check_host_ram(batch_size: int, bands: int, size: int, workers: int) -> None
         )
 
 
-def preflight(cfg: TrainConfig, device: torch.device, bands: int, size: int, amp: bool) -> None:
+def preflight(cfg: TrainConfig, device: torch.device, *, bands: int, size: int, amp: bool) -> None:
     """Refuse up front what would crash later: a busy or too small GPU, too little RAM."""
     batch = cfg.data.batch_size
     need = estimate_gpu_bytes(batch, bands, size, amp)

@@ -64,7 +64,11 @@ class SegmentationStep(Step):
     def _update_generator(self, loss: torch.Tensor) -> float:
         """Backward + step of the generator's optimizer; the grad norm before clipping."""
         return scaled_update(
-            loss, self.optimizer, self.scaler, self.net.parameters(), self.cfg.optim.grad_clip
+            loss,
+            self.optimizer,
+            self.scaler,
+            params=self.net.parameters(),
+            max_norm=self.cfg.optim.grad_clip,
         )
 
     def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:

@@ -52,10 +52,16 @@ class Session:
         resume_path, state = self.resume_from or ("", None)
         bands, size = info.bands, info.size
         amp = runtime.amp_dtype(cfg.train, self.device)
-        runtime.preflight(cfg, self.device, bands, size, amp is not None)
+        runtime.preflight(cfg, self.device, bands=bands, size=size, amp=amp is not None)
         runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
         if state:
-            ckpt.check_compatible(state, resume_path, cfg.model.name, bands, len(self.classes))
+            ckpt.check_compatible(
+                state,
+                resume_path,
+                model_name=cfg.model.name,
+                in_channels=bands,
+                num_classes=len(self.classes),
+            )
         self.norm = (
             Normalisation.from_json(state["band_stats"])
             if state
@@ -102,7 +108,9 @@ class Session:
             from seg.models.unet import load_encoder_weights
 
             load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
-        self.validator = Validator(val_set, cfg, self.device, self.ddp, self.classes)
+        self.validator = Validator(
+            val_set, cfg, self.device, ddp=self.ddp, class_names=self.classes
+        )
         self.stopping = EarlyStopping(cfg.early_stopping)
         self.epoch = self.global_step = self.batch_in_epoch = 0
         if state:
@@ -112,6 +120,12 @@ class Session:
             self.stopping.load_state_dict(state.get("early_stopping", {}))
             ckpt.set_rng_state(state["rng"])
         self.signal: str | None = None
+        # Last, after every check: one writer per run folder (a second `seg train --out` into
+        # it is refused), and what a killed writer left half-written is removed.
+        self.lock = segfs.FolderLock(out, "seg train")
+        if self.ddp.is_main:
+            self.lock.acquire()
+            segfs.remove_stale_temporaries(out)
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -185,6 +185,7 @@ def scaled_update(
     loss: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
+    *,
     params: Any,
     max_norm: float | None,
 ) -> float:

@@ -53,6 +53,7 @@ class Validator:
         dataset: WindowDataset,
         cfg: TrainConfig,
         device: torch.device,
+        *,
         ddp: Distributed,
         class_names: list[str],
     ) -> None:

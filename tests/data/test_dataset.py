@@ -23,7 +23,7 @@ def dataset(path: Path, split: str, augment: AugmentSection | None = None) -> Wi
     store = WindowStore.open(str(path))
     train = store.scene_ids("train")
     norm = Normalisation.from_store(store, train)
-    return WindowDataset(str(path), store.scene_ids(split), norm, augment)
+    return WindowDataset(str(path), store.scene_ids(split), norm, augment=augment)
 
 
 def test_windows_are_normalised_with_train_statistics(make_store) -> None:

@@ -65,7 +65,15 @@ def test_writer_writes_whole_shards_trims_and_marks_done_last(tmp_path: Path) ->
     assert [int(s.image[i, 0, 0, 0]) for i in range(19)] == list(range(19))
     assert s.windows[:, 0].tolist() == list(range(19))
     # A window smaller than S (a scene smaller than a window) is padded: image 0, mask 255.
-    small = store.scene_writer("p", 1, 2, 32, np.dtype("uint16"), True, 8)
+    small = store.scene_writer(
+        "p",
+        max_windows=1,
+        bands=2,
+        size=32,
+        dtype=np.dtype("uint16"),
+        with_mask=True,
+        windows_per_shard=8,
+    )
     small.add(np.full((2, 20, 30), 7, np.uint16), np.ones((20, 30), np.uint8), (0, 0, 20, 30))
     small.finish(scene_attrs("p.tif", 30, 20, "uint16", stats))
     p = WindowStore.open(path).scene("p")
@@ -86,7 +94,15 @@ def test_writer_shards_are_byte_identical_to_plain_zarr_writes(tmp_path: Path) -
     masks = rng.integers(0, 3, size=(20, 32, 32), dtype=np.uint8)
     images[10], masks[11] = 0, 255  # empty windows in the second shard, none in the first
     store = WindowStore.create_or_open(str(tmp_path / "w.zarr"), {"size": 32})
-    writer = store.scene_writer("s", 20, 2, 32, np.dtype("uint8"), True, 8)
+    writer = store.scene_writer(
+        "s",
+        max_windows=20,
+        bands=2,
+        size=32,
+        dtype=np.dtype("uint8"),
+        with_mask=True,
+        windows_per_shard=8,
+    )
     for i in range(20):
         writer.add(images[i], masks[i], (i, 0, 32, 32))
     writer.finish(scene_attrs("s.tif", 32, 20 * 32, "uint8", BandStats.empty(2)))

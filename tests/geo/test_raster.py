@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,56 @@ def test_float_nan_and_nodata_are_invalid(tmp_path: Path) -> None:
     with open_raster(str(scene)) as ds:
         image, valid = read_strip(ds, info, 0, 4)
     assert image.shape == (2, 4, 5) and not valid[0, 0] and not valid[1, 1] and valid.sum() == 18
+
+
+@pytest.mark.slow
+def test_a_vrt_pixel_function_never_runs(tmp_path: Path) -> None:
+    """A .vrt scene with an inline Python pixel function: seg tile must not run its code, even
+    with GDAL_VRT_ENABLE_PYTHON=YES in the environment."""
+    import subprocess
+    import sys
+
+    from conftest import write_geotiff
+
+    base = write_geotiff(tmp_path / "base.tif", np.ones((1, 64, 64), np.uint8))
+    marker = tmp_path / "pwned"
+    code = "\n".join(
+        [
+            f"open({str(marker)!r}, 'w').write('ran')",
+            "def f(in_ar, out_ar, *args, **kw):",
+            "    out_ar[:] = in_ar[0]",
+        ]
+    )
+    vrt = tmp_path / "evil.vrt"
+    vrt.write_text(f"""<VRTDataset rasterXSize="64" rasterYSize="64">
+  <SRS>EPSG:32633</SRS>
+  <GeoTransform>500000, 0.5, 0, 4000000, 0, -0.5</GeoTransform>
+  <VRTRasterBand dataType="Byte" band="1" subClass="VRTDerivedRasterBand">
+    <PixelFunctionType>f</PixelFunctionType>
+    <PixelFunctionLanguage>Python</PixelFunctionLanguage>
+    <PixelFunctionCode><![CDATA[{code}]]></PixelFunctionCode>
+    <SimpleSource><SourceFilename relativeToVRT="0">{base}</SourceFilename>
+      <SourceBand>1</SourceBand></SimpleSource>
+  </VRTRasterBand>
+</VRTDataset>""")
+    env = {**os.environ, "GDAL_VRT_ENABLE_PYTHON": "YES"}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seg",
+            "tile",
+            str(vrt),
+            "--out",
+            str(tmp_path / "o.zarr"),
+            "--size",
+            "32",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert not marker.exists(), "the VRT's Python code ran"
+    assert res.returncode in (0, 1), res.stderr  # refused in one line or tiled without it

@@ -148,7 +148,7 @@ def test_band_memory_does_not_grow_with_height() -> None:
     """The accumulator holds one window-tall band, whatever the scene height."""
     sizes = []
     for h in (100, 10_000):
-        st_ = Stitcher(h, 50, K, 64, 16, lambda r, p, v: None)
+        st_ = Stitcher(h, 50, K, size=64, overlap=16, sink=lambda r, p, v: None)
         sizes.append(st_.num.nbytes + st_.den.nbytes + st_.valid.nbytes)
         for win in windows(h, 50, 64, 48):
             st_.add(win, np.full((K, 64, 64), 0.25, np.float32))
@@ -164,7 +164,7 @@ def test_uncovered_rows_are_nodata_and_order_is_enforced() -> None:
             got[row + i] = v[i]
 
     # Windows skipped for no data (as in a window store) leave rows nobody covered.
-    s = Stitcher(200, 40, 2, 32, 0, sink)
+    s = Stitcher(200, 40, 2, size=32, overlap=0, sink=sink)
     s.add(Window(0, 0, 32, 32), np.ones((2, 32, 32), np.float32))
     s.add(Window(160, 8, 32, 32), np.ones((2, 32, 32), np.float32))
     with pytest.raises(ValueError, match="row-major"):

@@ -456,3 +456,12 @@ def test_gpu_claims_are_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with _claim_gpu(True) as cpu:
         assert cpu == ""
+
+
+def test_status_skips_an_ill_typed_job_json(tmp_path: Path, seg_run: Any) -> None:
+    runs = tmp_path / "runs"
+    for name, text in (("a", "[1, 2]"), ("b", '{"name": 7}'), ("c", "\xff\xfe")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "job.json").write_text(text, encoding="latin-1")
+    code, out, err = seg_run("queue", "status", "--runs", runs)
+    assert code == 0 and "no queue jobs" in out, err

@@ -169,3 +169,48 @@ def test_warm_up_never_takes_more_than_a_fifth_of_the_schedule() -> None:
     f = [lr_factor(s, cfg, 50) for s in range(50)]  # a budget that fits only 50 steps
     assert max(f) == pytest.approx(1.0, abs=0.02) and f.index(max(f)) == 10
     assert f[-1] < 0.05  # and it still ends decayed
+
+
+def test_sigterm_before_training_starts_is_a_preemption() -> None:
+    """From the first line of `seg train` on, SIGTERM ends in exit 75 (retry), not 143."""
+    import os
+    import signal
+
+    from seg.errors import EXIT_PREEMPTED, Preempted, preempt_on_sigterm
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        preempt_on_sigterm()
+        with pytest.raises(Preempted) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert info.value.exit_code == EXIT_PREEMPTED == 75
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_one_writer_per_run_folder(tmp_path: Path) -> None:
+    from seg import fs as segfs
+    from seg.errors import ResourceError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".last.pt.0123abcd.tmp").write_bytes(b"torn")  # left by a killed writer
+    (run / "last.pt").write_bytes(b"kept")
+    mine = segfs.FolderLock(str(run), "seg train")
+    mine.acquire()
+    assert segfs.remove_stale_temporaries(str(run)) == [".last.pt.0123abcd.tmp"]
+    assert sorted(p.name for p in run.iterdir()) == [".seg-lock", "last.pt"]
+    # Another live process holds it: refused, naming it.
+    (run / ".seg-lock").write_text(
+        json.dumps({"pid": 1, "host": __import__("socket").gethostname(), "what": "seg train"})
+    )
+    with pytest.raises(ResourceError, match=r"in use by another seg train \(pid 1"):
+        segfs.FolderLock(str(run), "seg train").acquire()
+    # A killed one (no such process): taken over.
+    (run / ".seg-lock").write_text(
+        json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname()})
+    )
+    segfs.FolderLock(str(run), "seg train").acquire()
+    assert json.loads((run / ".seg-lock").read_text())["pid"] == __import__("os").getpid()
+    mine.release()
+    assert not (run / ".seg-lock").exists()
