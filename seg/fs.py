@@ -133,6 +133,7 @@ class FolderLock:
         if self.path is None:
             return
         me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
+        os.makedirs(self.folder.removeprefix("file://"), exist_ok=True)
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -57,11 +57,11 @@ def command(group: typer.Typer, name: str) -> Callable[[F], F]:
 def main() -> None:
     """The console script: a usage mistake (a missing option, `--size abc`, an unknown option)
     is one line `seg: error: ...` and exit 2, like every other mistake, not click's box."""
-    import click
+    from typer._click.exceptions import UsageError  # typer 0.29 carries its own click
 
     try:
         code = app(standalone_mode=False)
-    except click.UsageError as exc:
+    except UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             print(exc.ctx.get_help())  # `seg` or `seg queue` alone: the help, as asked
             sys.exit(0)
@@ -69,7 +69,7 @@ def main() -> None:
         message = " ".join(exc.format_message().split())
         print(f"seg: error: {message} (see `{where} --help`)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except (KeyboardInterrupt, click.Abort):
+    except KeyboardInterrupt:
         print("seg: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -219,8 +219,20 @@ def test_vector_labels_with_crs_member_class_attribute_and_gpkg(
     )
     out2 = tmp_path / "g.zarr"
     code, _, err = seg_run(
-        "tile", scene, "--labels", gpkg, "--out", out2, "--size", "64", "--label-attr", "cls", "-q"
-    )
+        "tile",
+        scene,
+        "--labels",
+        gpkg,
+        "--out",
+        out2,
+        "--size",
+        "64",
+        "--label-attr",
+        "cls",
+        "--set",
+        "classes=[background, building, road]",
+        "-q",
+    )  # (id 2 with the default two classes is refused: tests/test_cli_errors.py)
     assert code == 0, err
     np.testing.assert_array_equal(WindowStore.open(str(out2)).scenes()[0].mask[0], m)
     # An attribute value that is neither an id nor a class name is refused.

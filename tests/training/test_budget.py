@@ -74,10 +74,10 @@ def test_validations_are_spread_over_the_budget(clock: Clock) -> None:
     plan = Budget(100.0, Horizon(10))
     clock.now = 10.0
     assert not plan.validation_due()
-    clock.now = 20.0
+    clock.now = 100.0 / (budget_mod.VALIDATIONS + 1) + 0.1
     assert plan.validation_due()  # every budget / (VALIDATIONS + 1)
-    plan.last_validation = 20.0
-    clock.now = 30.0
+    plan.last_validation = clock.now
+    clock.now += 10.0
     assert not plan.validation_due()
 
 
