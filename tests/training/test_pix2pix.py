@@ -317,7 +317,7 @@ def test_checkpoint_predicts_through_seg_predict(
     assert not any(k.startswith("discriminator") for k in state["state_dict"])
 
     scene, _ = make_scene("scene", height=100, width=130)
-    out = tmp_path / "scene_mask.tif"
+    out = tmp_path / "predicted.tif"  # (scene_mask.tif is the label make_scene wrote)
     done = seg("predict", str(scene), "--checkpoint", str(run / "last.pt"), "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr[-2000:]
     with rasterio.open(out) as dst, rasterio.open(scene) as src:
