@@ -173,7 +173,10 @@ def open_data(data: str, cfg: DataSection) -> TrainData:
 
 
 def build_datasets(
-    info: TrainData, norm: Normalisation, cfg: TrainConfig
+    info: TrainData,
+    norm: Normalisation,
+    cfg: TrainConfig,
+    default_val_windows: int | None = None,
 ) -> tuple[WindowDataset, WindowDataset]:
     """Train (augmented, optionally a seeded subset) and val (evenly spaced subset) datasets."""
     d = cfg.data
@@ -189,8 +192,9 @@ def build_datasets(
         store=store,
     )
     val = WindowDataset(data, info.val_ids, norm, store=store)
-    if d.max_val_windows and len(val) > d.max_val_windows:
-        keep = np.linspace(0, len(val) - 1, d.max_val_windows).round().astype(np.int64)
+    cap = d.max_val_windows or default_val_windows
+    if cap and len(val) > cap:
+        keep = np.linspace(0, len(val) - 1, cap).round().astype(np.int64)
         val.index = val.index[keep]
     return train, val
 

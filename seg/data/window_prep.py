@@ -19,6 +19,7 @@ import numpy as np
 from seg.classes import IGNORE
 
 if TYPE_CHECKING:
+    from seg.checkpoint import CheckpointInfo
     from seg.data.store import WindowStore
 
 
@@ -38,6 +39,11 @@ class Normalisation:
     def from_store(cls, store: WindowStore, scene_ids: list[str]) -> Normalisation:
         stats = store.band_stats(scene_ids)
         return cls(stats.mean, stats.std)
+
+    @classmethod
+    def of(cls, info: CheckpointInfo) -> Normalisation:
+        """The normalisation a checkpoint was trained with."""
+        return cls(np.asarray(info.mean), np.asarray(info.std))
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Normalisation:

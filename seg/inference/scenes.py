@@ -202,7 +202,7 @@ def predict_with(
     outputs = output_paths(paths, out, opts.probabilities is not None, opts.vector)
     check_existing(outputs)
     tags = {"SEG_CHECKPOINT": source, "SEG_WINDOW": {"size": size, "overlap": overlap}}
-    norm = Normalisation(np.asarray(info.mean), np.asarray(info.std))
+    norm = Normalisation.of(info)
     summary = PredictSummary(scenes=len(paths))
     with reporter.bar("scenes", len(paths)) as scenes_bar, reporter.bar("windows", 0) as bar:
         for path in paths:

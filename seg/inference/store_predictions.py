@@ -106,7 +106,7 @@ def predict_store(
         "store": store_path,
         "checkpoint": checkpoint,
     }
-    norm = Normalisation(np.asarray(info.mean), np.asarray(info.std))
+    norm = Normalisation.of(info)
     summary = PredictSummary(scenes=len(ids))
     with reporter.bar("scenes", len(ids)) as scenes_bar, reporter.bar("windows", 0) as bar:
         for sid in ids:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-import numpy as np
 import torch.distributed as dist
 
 from seg import checkpoint as ckpt
@@ -67,7 +66,9 @@ class Session:
             if state
             else Normalisation.from_store(info.store, info.train_ids)
         )
-        self.train_set, val_set = build_datasets(info, self.norm, cfg)
+        # A budgeted run validates on an evenly spaced subsample unless data.max_val_windows says.
+        cap = VAL_WINDOWS if cfg.train.time_budget_s else None
+        self.train_set, val_set = build_datasets(info, self.norm, cfg, cap)
         if info.val_from_train:
             self.reporter.warn(
                 f"split {cfg.data.val_split!r} has no scenes in {data}: validating on training"
@@ -86,9 +87,6 @@ class Session:
         self.total_steps = min(total, cfg.train.max_steps or total)
         self.horizon = Horizon(min(self.total_steps, 1000) if budget else self.total_steps)
         self.plan = Budget(budget, self.horizon) if budget else None
-        if budget and d.max_val_windows is None and len(val_set) > VAL_WINDOWS:
-            keep = np.linspace(0, len(val_set) - 1, VAL_WINDOWS).round().astype(np.int64)
-            val_set.index = val_set.index[keep]
         self.val_windows, self.windows_seen = len(val_set), 0
         spec = StepSpec(
             in_channels=bands,
