@@ -135,6 +135,13 @@ class ModelSection(Section):
     name: str = "unet_mobilenetv2"
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     batchnorm: bool = True
+    # Widths of the 5 decoder blocks, deepest first (smp's own: [256, 128, 64, 32, 16]).
+    decoder_channels: Annotated[
+        list[Annotated[int, Field(ge=1)]], Field(min_length=5, max_length=5)
+    ] = [256, 128, 64, 32, 16]
+    # Run the network at this fraction of the windows' resolution (imagery averaged down, logits
+    # interpolated back: loss and masks stay on the native grid); a step costs ~scale^2.
+    scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     # A local or gs:// file with MobileNetV2 encoder weights (state dict); None = random init.
     encoder_weights: str | None = None
 

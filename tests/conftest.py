@@ -267,10 +267,15 @@ def one_line_error(code: int, err: str) -> bool:
 
 
 def make_checkpoint(
-    path: Path, bands: int = 3, classes: int = 2, size: int = 64, dtype: str | None = "uint8"
+    path: Path,
+    bands: int = 3,
+    classes: int = 2,
+    size: int = 64,
+    dtype: str | None = "uint8",
+    **model: Any,
 ) -> Path:
     """A checkpoint as `seg train` writes it (the same `CheckpointInfo` and `save_checkpoint`),
-    around an untrained UNet."""
+    around an untrained UNet; `model` adds model options (scale=0.5, decoder_channels=...)."""
     import torch
 
     from seg.checkpoint import CheckpointInfo, save_checkpoint
@@ -278,7 +283,7 @@ def make_checkpoint(
 
     torch.manual_seed(0)
     info = CheckpointInfo(
-        model={"name": "unet_mobilenetv2", "in_channels": bands, "num_classes": classes},
+        model={"name": "unet_mobilenetv2", "in_channels": bands, "num_classes": classes, **model},
         class_names=("background", "building", "road")[:classes],
         bands=tuple(range(1, bands + 1)),
         mean=(100.0,) * bands,

@@ -2,25 +2,75 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
+import torch.nn.functional as F
+
+from seg.errors import ConfigError
+
+STRIDE = 32  # the encoder halves the input 5 times: inputs must be multiples of 32
+# smp's own widths: what checkpoints written before `model.decoder_channels` existed hold.
+SMP_DECODER = (256, 128, 64, 32, 16)
+
+
+class UNet(smp.Unet):
+    """smp's UNet-MobileNetV2, run at `scale` of the input's resolution.
+
+    With scale < 1 the image is averaged down (area interpolation) before the network and the
+    logits are interpolated back (bilinear) to the input's size, so the loss and the mask live
+    on the native grid: labels are never resampled, and `seg predict` writes native pixels. A
+    step then costs about scale^2 of a native one. The weights' names are smp's own.
+    """
+
+    def __init__(self, *, scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1.0:
+            return super().forward(x)
+        size = x.shape[-2:]
+        small = F.interpolate(x, scale_factor=self.scale, mode="area")  # (B, C, sH, sW)
+        logits = super().forward(small)  # (B, K, sH, sW)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def build_unet(section: dict[str, Any]) -> torch.nn.Module:
-    """(B, in_channels, H, W) -> logits (B, num_classes, H, W); H, W multiples of 32.
+    """(B, in_channels, H, W) -> logits (B, num_classes, H, W); H * scale, W * scale multiples
+    of 32 (`check_scale`).
 
     Nothing is downloaded: `encoder_weights=None` always; a weights file is loaded by the trainer.
     """
-    return smp.Unet(
+    return UNet(
+        scale=float(section.get("scale", 1.0)),
         encoder_name="mobilenet_v2",
         encoder_weights=None,
         in_channels=int(section["in_channels"]),
         classes=int(section["num_classes"]),
+        decoder_channels=tuple(section.get("decoder_channels") or SMP_DECODER),
         decoder_use_norm="batchnorm" if section.get("batchnorm", True) else None,
         decoder_dropout=float(section.get("dropout", 0.0)),
     )
+
+
+def check_scale(scale: float, sizes: dict[str, int]) -> None:
+    """Refuse a `model.scale` at which a window (or training crop) is not a whole multiple of
+    the network's stride; the message names the smallest scale that works for all of them.
+
+    sizes: what each input size is called in the message -> its native size in pixels."""
+    for what, size in sizes.items():
+        scaled = size * scale
+        if abs(scaled - round(scaled)) > 1e-6 or round(scaled) % STRIDE or round(scaled) < STRIDE:
+            # Valid scales are the multiples of 32 / gcd(sizes): size * that is 32 * (size / gcd).
+            smallest = STRIDE / math.gcd(*sizes.values())
+            raise ConfigError(
+                f"model.scale {scale:g} makes the {size} px {what} {scaled:g} px, not a multiple"
+                f" of the network's stride {STRIDE}; the smallest valid scale is {smallest:g}"
+                f" (and its multiples up to 1)"
+            )
 
 
 def load_encoder_weights(model: torch.nn.Module, path: str) -> None:

@@ -18,6 +18,7 @@ from seg.config import TrainConfig
 from seg.data.dataset import build_datasets, open_data
 from seg.data.window_prep import Normalisation
 from seg.errors import Diverged, Preempted
+from seg.models.unet import check_scale
 from seg.report import SILENT, Reporter
 from seg.training import runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
@@ -44,6 +45,11 @@ class Session:
         self.data = info = open_data(data, cfg.data)
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
         check_metric_name(cfg.early_stopping.metric, self.classes)
+        crop = cfg.augment.crop
+        sizes = {"window": info.size}
+        if crop is not None and crop < info.size:
+            sizes["training crop (augment.crop)"] = crop
+        check_scale(cfg.model.scale, sizes)
         if self.ddp.is_main:
             segfs.check_writable(out)
         self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
