@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import yaml
 
 from seg import fs as segfs
 from seg.errors import InputError
-from seg.geo.raster import cog_writer, open_raster, output_profile, scene_info
+from seg.geo.cog import cog_writer, output_profile
+from seg.geo.raster import open_raster, scene_info
 
 IGNORE = 255
 
@@ -30,24 +32,36 @@ class Converted:
 
 def parse_palette(spec: str) -> tuple[list[str], np.ndarray]:
     """Class names and their colours (k, 3) uint8, from an inline spec or a JSON/YAML file."""
+    fix = "give 'r,g,b=name;r,g,b=name' or a JSON/YAML file mapping names to [r, g, b]"
     if "=" in spec:
-        pairs = []
+        pairs: list[tuple[str, Any]] = []
         for part in spec.split(";"):
             colour, _, name = part.partition("=")
-            pairs.append((name.strip(), [int(v) for v in colour.split(",")]))
+            pairs.append((name.strip(), colour.split(",")))
     else:
         try:
             data = yaml.safe_load(segfs.read_bytes(spec))  # JSON is YAML too
         except FileNotFoundError as exc:
             raise InputError(f"palette file {spec} does not exist") from exc
+        except (IsADirectoryError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0][:120]
+            raise InputError(f"palette file {spec} is not JSON or YAML ({reason}); {fix}") from exc
         if not isinstance(data, dict):
             raise InputError(f"palette file {spec} must map class names to [r, g, b]")
-        pairs = [(str(k), list(v)) for k, v in data.items()]
-    if not pairs or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for _, c in pairs):
+        pairs = [(str(k), v) for k, v in data.items()]
+    try:
+        colours = [[int(str(v).strip()) for v in c] for _, c in pairs]
+    except (TypeError, ValueError):
+        colours = []
+    if not pairs or len(colours) != len(pairs):
+        raise InputError(f"palette {spec!r}: colours must be whole numbers r,g,b; {fix}")
+    if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colours):
         raise InputError(f"palette {spec!r}: every class needs an r,g,b colour in 0..255")
+    if any(not name for name, _ in pairs):
+        raise InputError(f"palette {spec!r}: every colour needs a class name; {fix}")
     if len(pairs) >= IGNORE:
         raise InputError("a palette has at most 254 classes")
-    return [n for n, _ in pairs], np.array([c for _, c in pairs], np.uint8)
+    return [n for n, _ in pairs], np.array(colours, np.uint8)
 
 
 def convert(

@@ -82,8 +82,9 @@ def rasterize_on(vector: str, scene: str, out: str, buffer_m: float = 0.0) -> No
     """Class ids of `vector` (attribute `class_id`) on `scene`'s grid, as a uint8 COG at `out`."""
     from rasterio.windows import Window
 
+    from seg.geo.cog import cog_writer, output_profile
     from seg.geo.labels import SceneLabels
-    from seg.geo.raster import cog_writer, open_raster, output_profile, scene_info
+    from seg.geo.raster import open_raster, scene_info
     from seg.geo.vectors import VectorLabels
 
     with open_raster(scene) as ds:

@@ -9,6 +9,7 @@ and written here only; the rest is the training run's own state:
     class_names   list[str]                                               (CheckpointInfo)
     bands         list[int]  1-based scene bands the network reads        (CheckpointInfo)
     band_stats    {"mean": [C floats], "std": [C floats]}                 (CheckpointInfo)
+    normalise     "global" (band_stats for every scene) or "scene"        (CheckpointInfo)
     size          training window size                                    (CheckpointInfo)
     dtype         the training scenes' pixel type                         (CheckpointInfo)
     state_dict    the segmentation network's weights (the generator, for pix2pix)
@@ -45,6 +46,8 @@ class CheckpointInfo:
     std: tuple[float, ...]
     size: int  # training window size
     dtype: str | None = None  # the training scenes' pixel type; None in old checkpoints
+    # "global": every scene is normalised with mean/std above; "scene": each with its own.
+    normalise: str = "global"
 
     @property
     def name(self) -> str:
@@ -69,6 +72,7 @@ class CheckpointInfo:
         }
         if self.dtype is not None:
             state["dtype"] = self.dtype
+        state["normalise"] = self.normalise
         return state
 
     @classmethod
@@ -84,12 +88,15 @@ class CheckpointInfo:
                 std=tuple(float(x) for x in stats["std"]),
                 size=int(state.get("size") or 512),
                 dtype=str(state["dtype"]) if state.get("dtype") else None,
+                normalise=str(state.get("normalise") or "global"),
             )
             _ = info.name, info.in_channels, info.num_classes
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"{path} lacks what prediction needs ({exc}); use a checkpoint from `seg train`"
             ) from exc
+        if info.normalise not in ("global", "scene"):
+            raise CheckpointError(f"{path} names an unknown normalisation {info.normalise!r}")
         if not (len(info.mean) == len(info.std) == len(info.bands) == info.in_channels):
             raise CheckpointError(
                 f"{path} is inconsistent: {len(info.bands)} bands, {len(info.mean)} band"

@@ -126,6 +126,10 @@ class DataSection(Section):
     # Subsample (a fixed, seeded choice) to fit a time budget; None = all windows.
     max_train_windows: Annotated[int | None, Field(ge=1)] = None
     max_val_windows: Annotated[int | None, Field(ge=1)] = None
+    # Band statistics to normalise with: "global" = the train split's, for every scene; "scene" =
+    # each scene's own (training and `seg predict` alike), which evens out colour shifts between
+    # scenes (another date, sensor, processing).
+    normalise: Literal["global", "scene"] = "global"
 
 
 class ModelSection(Section):

@@ -62,6 +62,15 @@ def exists(path: str) -> bool:
         raise unreachable(path, exc) from exc
 
 
+def is_dir(path: str) -> bool:
+    """Whether `path` is a folder (local or gs://); False when it cannot be reached."""
+    fs, p = filesystem(path)
+    try:
+        return bool(fs.isdir(p))
+    except Exception:
+        return False
+
+
 def unreachable(path: str, exc: BaseException) -> SegError:
     return SegError(
         f"cannot reach {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -113,85 +122,45 @@ def check_writable(out: str) -> None:
                 os.rmdir(folder)
 
 
-LOCK = ".seg-lock"
+LOCK = ".seg-lock"  # a folder's lock file (seg.locks); `.<name>.seg-lock` locks one file
 
 
-class FolderLock:
-    """One seg process at a time writes into a local folder (a run, a store): a `.seg-lock`
-    file created exclusively, holding the owner's pid and host. A lock whose process is gone
-    (killed) is taken over; a live one is refused with who holds it. gs:// folders: no lock."""
-
-    def __init__(self, folder: str, what: str, enabled: bool = True) -> None:
-        local = enabled and not is_remote(folder)
-        self.path = os.path.join(str(folder), LOCK) if local else None
-        self.folder, self.what = str(folder), what
-
-    def acquire(self) -> None:
-        import json
-        import socket
-
-        if self.path is None:
-            return
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
-        os.makedirs(self.folder.removeprefix("file://"), exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    with open(self.path) as f:
-                        owner = json.load(f)
-                except (OSError, ValueError):
-                    owner = {}
-                if _alive(owner) and owner.get("pid") != os.getpid():
-                    raise ResourceError(
-                        f"{self.folder} is in use by another {owner.get('what', 'seg')} (pid"
-                        f" {owner.get('pid')} on {owner.get('host')}); wait for it to finish or"
-                        " choose another --out"
-                    ) from None
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.path)  # its process is gone: take the folder over
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return
-
-    def release(self) -> None:
-        if self.path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    """Whether the lock's process still runs (another host's: assumed to, to be safe)."""
-    import socket
-
-    pid = owner.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder: str) -> list[str]:
-    """Temporary files (`.<name>.<uuid>.tmp*`) a killed writer left in a local folder; call it
-    only while holding the folder's lock, when no other writer can own them."""
+def remove_stale_temporaries(folder: str, of: str | None = None) -> list[str]:
+    """Temporary files (`.<name>.<uuid>.tmp*`) a killed writer left in a local folder, or only
+    those of the file named `of` in it; call it only while holding the folder's (or that
+    file's) lock, when no other writer can own them."""
     if is_remote(folder) or not os.path.isdir(folder):
         return []
     gone = []
     for name in os.listdir(folder):
-        if name.startswith(".") and ".tmp" in name and name != LOCK:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, name))
-                gone.append(name)
+        if not (name.startswith(".") and ".tmp" in name) or name.endswith(LOCK):
+            continue
+        if of is not None and not _temporary_of(name, of):
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, name))
+            gone.append(name)
     return gone
+
+
+def remove_leftovers_of(path: str) -> list[str]:
+    """The temporaries a killed writer of the local file `path` left beside it."""
+    if is_remote(path):
+        return []
+    local = os.path.abspath(str(path).removeprefix("file://"))
+    return remove_stale_temporaries(os.path.dirname(local), of=os.path.basename(local))
+
+
+def _temporary_of(name: str, of: str) -> bool:
+    """Whether `name` is `.<of>.<32 hex>.tmp*`, the name `write_bytes_atomic` and
+    `local_copy_for_write` give a temporary of the file `of`."""
+    prefix = f".{of}."
+    if not name.startswith(prefix):
+        return False
+    token, _, tail = name[len(prefix) :].partition(".")
+    return (
+        len(token) == 32 and all(c in "0123456789abcdef" for c in token) and tail.startswith("tmp")
+    )
 
 
 def open_file(path: str, mode: str = "rb") -> IO[Any]:

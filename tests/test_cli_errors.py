@@ -230,6 +230,42 @@ def queue_status_missing(tmp: Path) -> tuple[list[Any], Path]:
     return ["queue", "status", "--runs", tmp / "runs"], tmp / "runs"
 
 
+def eval_window_size_zero(tmp: Path) -> tuple[list[Any], Path]:
+    pred = write_geotiff(tmp / "pred.tif", np.zeros((60, 80), np.uint8), transform=T)
+    truth = write_geotiff(tmp / "truth.tif", np.zeros((60, 80), np.uint8), transform=T)
+    out = tmp / "report"
+    return ["eval", pred, truth, "--window-size", "0", "--out", out], out
+
+
+def eval_truth_missing(tmp: Path) -> tuple[list[Any], Path]:
+    pred = write_geotiff(tmp / "pred.tif", np.zeros((60, 80), np.uint8), transform=T)
+    out = tmp / "report"
+    return ["eval", pred, tmp / "nowhere.tif", "--out", out], out
+
+
+def tile_shard_count_zero(tmp: Path) -> tuple[list[Any], Path]:
+    out = tmp / "ds.zarr"
+    return ["tile", scene(tmp), "--size", "64", "--shard-count", "0", "--out", out], out
+
+
+def tile_folder_without_rasters(tmp: Path) -> tuple[list[Any], Path]:
+    (tmp / "notes").mkdir()
+    (tmp / "notes" / "readme.txt").write_text("no scenes here")
+    out = tmp / "ds.zarr"
+    return ["tile", tmp / "notes", "--size", "64", "--out", out], out
+
+
+def predict_overlap_too_big(tmp: Path) -> tuple[list[Any], Path]:
+    out = tmp / "out"
+    args = ["predict", scene(tmp), "-k", checkpoint(tmp), "--overlap", "64", "--out", out, "-q"]
+    return args, out
+
+
+def predict_out_is_the_scene(tmp: Path) -> tuple[list[Any], Path]:
+    s = scene(tmp)
+    return ["predict", s, "-k", checkpoint(tmp), "--out", s, "--overwrite", "-q"], tmp / "none"
+
+
 CASES: dict[str, tuple[Case, str]] = {
     "tile: not a raster": (tile_corrupt, "broken.tif is not a raster"),
     "tile: mask does not match its scene": (tile_mask_mismatch, "unambiguous"),
@@ -252,6 +288,12 @@ CASES: dict[str, tuple[Case, str]] = {
     "tile: a truncated GeoTIFF": (tile_truncated, "cannot be read"),
     "predict: a truncated GeoTIFF": (predict_truncated, "cannot be read"),
     "predict: checkpoint is a folder": (predict_checkpoint_is_a_folder, "is a folder"),
+    "eval: --window-size 0": (eval_window_size_zero, "--window-size 0 must be 1 or more"),
+    "eval: truth does not exist": (eval_truth_missing, "does not exist"),
+    "tile: --shard-count 0": (tile_shard_count_zero, "--shard-count 0 must be 1 or more"),
+    "tile: a folder without rasters": (tile_folder_without_rasters, "holds no raster"),
+    "predict: --overlap as big as the window": (predict_overlap_too_big, "--overlap 64 must be"),
+    "predict: --out is the input scene": (predict_out_is_the_scene, "would overwrite the input"),
     "train: --resume auto, no readable checkpoint": (
         resume_with_only_unreadable_checkpoints,
         "none is readable",
@@ -302,21 +344,23 @@ def test_unreachable_bucket_is_one_line(
     assert one_line_error(code, err) and "no-such-bucket" in err, err
 
 
-@pytest.mark.parametrize(
-    "where", ["index"]
-)  # damaged chunk bytes can decode silently: not yet caught
+@pytest.mark.parametrize("where", ["index", "chunk", "one byte"])
 def test_a_damaged_store_is_one_line(
     tmp_path: Path, seg_run: Callable[..., tuple[int, str, str]], where: str
 ) -> None:
-    """Damaged shard bytes (blosc) or a damaged shard index (checksum), read by a DataLoader
-    worker: one line naming the scene and window, and no checkpoint."""
+    """Damaged shard bytes, a damaged shard index, or one flipped bit in a window's chunk (each
+    caught by a CRC32C), read by a DataLoader worker: one line naming the scene and window, and
+    no checkpoint."""
     from conftest import write_window_store
 
     store = write_window_store(tmp_path / "ds.zarr", {"a": "train", "b": "val"}, windows=4)
     shard = sorted(p for p in (store / "a" / "image" / "c").rglob("*") if p.is_file())[-1]
     data = bytearray(shard.read_bytes())
-    span = slice(len(data) - 40, len(data) - 8) if where == "index" else slice(64, 4000)
-    data[span] = np.random.default_rng(0).integers(0, 256, len(data[span]), np.uint8).tobytes()
+    if where == "one byte":
+        data[200] ^= 0x10
+    else:
+        span = slice(len(data) - 40, len(data) - 8) if where == "index" else slice(64, 4000)
+        data[span] = np.random.default_rng(0).integers(0, 256, len(data[span]), np.uint8).tobytes()
     shard.write_bytes(bytes(data))
     run = tmp_path / "run"
     code, _, err = seg_run(

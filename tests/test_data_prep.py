@@ -266,3 +266,31 @@ def test_xview2_image_name_cannot_escape_the_output_folder(
     code, _, err = prep("xview2", src, "--out", out)
     assert code == 1 and "not a plain file name" in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "escaped.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("palette", "file_text", "says"),
+    [
+        ("a,b,c=building", None, "whole numbers"),
+        ("255,0=building", None, "r,g,b colour in 0..255"),
+        ("255,0,0=", None, "needs a class name"),
+        ("pal.yaml", "building: !!python/object:os.system [echo]\n", "not JSON or YAML"),
+        ("pal.yaml", "building: 5\n", "whole numbers"),
+        ("pal.yaml", "building: [a, b, c]\n", "whole numbers"),
+        ("pal.yaml", "- [1, 2, 3]\n", "must map class names"),
+        ("pal.yaml", "{building: [1, 2\n", "not JSON or YAML"),
+    ],
+)
+def test_a_bad_palette_is_one_line(
+    tmp_path: Path, prep: Run, palette: str, file_text: str | None, says: str
+) -> None:
+    from conftest import one_line_error
+
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "m.png")
+    if file_text is not None:
+        (tmp_path / palette).write_text(file_text)
+        palette = str(tmp_path / palette)
+    out = tmp_path / "m.tif"
+    code, _, err = prep("palette", tmp_path / "m.png", "--palette", palette, "--out", out)
+    assert one_line_error(code, err) and says in err, err
+    assert not out.exists()

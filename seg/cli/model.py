@@ -182,16 +182,28 @@ def stitch_command(
 
 @command(app, "eval")
 def eval_command(
-    prediction: str = typer.Argument(..., help="Mask GeoTIFF from `seg predict`."),
-    truth: str = typer.Argument(
-        ..., help="Truth: a label raster on the same grid, or a GeoJSON/GeoPackage."
+    prediction: str | None = typer.Argument(
+        None,
+        help="Mask GeoTIFF from `seg predict`, or many: a folder or glob of masks.",
+        show_default=False,
+    ),
+    truth: str | None = typer.Argument(
+        None,
+        help="Truth: a label raster on the same grid, or a GeoJSON/GeoPackage; for many masks,"
+        " a folder of label rasters matched by scene name (as `seg tile` matches labels).",
+        show_default=False,
     ),
     out: str | None = typer.Option(
         None,
         "--out",
         "-o",
-        help="Folder for report.json, report.md and overlay.png (default: <mask>_eval/).",
+        help="Folder for the report (default for one mask: <mask>_eval/; needed for many).",
     ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", "-k", help="With --store: predict the split's scenes, then score."
+    ),
+    store: str | None = typer.Option(None, "--store", help="Window store whose split to score."),
+    split: str = typer.Option("test", "--split", help="The store's split to score."),
     image: str | None = typer.Option(
         None, help="Scene for the overlay's first panel (default: the mask's source)."
     ),
@@ -208,8 +220,45 @@ def eval_command(
     label_crs: str | None = typer.Option(
         None, help="Vector truth: its CRS when the file names none (default: EPSG:4326)."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Score a predicted mask against truth: IoU/F1/precision/recall, seams, overlay PNG."""
+    """Score predicted masks against truth: IoU/F1/precision/recall, boundary F1, seams, overlays.
+
+    One mask and its truth; a folder of masks and a folder of truth (pooled: confusion matrices
+    summed, a per-scene table, the worst scenes drawn); or --checkpoint + --store + --split.
+    """
+    from seg.errors import ConfigError
+
+    reporter = ConsoleReporter(progress=not quiet)
+    if checkpoint is not None or store is not None:
+        if checkpoint is None or store is None or prediction is not None or out is None:
+            raise ConfigError(
+                "scoring a split takes --checkpoint CKPT --store STORE --out FOLDER (and"
+                " --split, default test), without MASK/TRUTH arguments"
+            )
+        from seg.inference.split_eval import score_split
+
+        pooled = score_split(checkpoint, store, split, out=out, border=border, reporter=reporter)
+        typer.echo(pooled.markdown)
+        typer.echo(f"wrote {', '.join(pooled.files)}")
+        return
+    if prediction is None or truth is None:
+        raise ConfigError("give MASK TRUTH, or --checkpoint CKPT --store STORE --split test")
+    from seg import fs as segfs
+
+    if segfs.is_dir(prediction) or any(ch in prediction for ch in "*?["):
+        from seg.evaluation.pooled import evaluate_many, pair_masks
+
+        if out is None:
+            raise ConfigError(
+                f"scoring many masks ({prediction}) needs --out FOLDER for the report"
+            )
+        pooled = evaluate_many(
+            pair_masks([prediction], truth), out=out, border=border, reporter=reporter
+        )
+        typer.echo(pooled.markdown)
+        typer.echo(f"wrote {', '.join(pooled.files)}")
+        return
     from seg.evaluation.evaluate import evaluate
 
     report = evaluate(

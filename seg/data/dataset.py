@@ -42,6 +42,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         max_windows: int | None = None,
         subsample_seed: int = 0,
         store: WindowStore | None = None,
+        per_scene: bool = False,
     ) -> None:
         self.store_path = store_path
         self.scene_ids = list(scene_ids)
@@ -49,8 +50,12 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         store = store or WindowStore.open(store_path)
         self.size = int(store.settings["size"])
         pairs: list[tuple[int, int]] = []
+        # One normalisation per scene: `norm` for all, or (per_scene) each scene's own statistics.
+        self.norms: list[Normalisation] = []
         for k, sid in enumerate(self.scene_ids):
             scene = store.scene(sid)
+            stats = scene.band_stats
+            self.norms.append(Normalisation(stats.mean, stats.std) if per_scene else norm)
             if scene.mask is None:
                 raise StoreError(
                     f"scene {sid!r} in {store_path} has no labels;"
@@ -104,10 +109,9 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, seed = item if isinstance(item, tuple) else (item, None)
         raw, mask = self.read(int(i))
+        norm = self.norms[int(self.index[int(i), 0])]
         # (C, S, S) float32: the same preparation `seg predict` applies (seg.data.window_prep).
-        image = prepare_window(
-            raw, store_valid(raw, mask, self.size, self.size), self.norm, self.size
-        )
+        image = prepare_window(raw, store_valid(raw, mask, self.size, self.size), norm, self.size)
         if self.pipeline is not None:
             image, mask = apply_augment(self.pipeline, image, mask, seed if seed is not None else i)
         return torch.from_numpy(image), torch.from_numpy(mask.astype(np.int64))
@@ -182,6 +186,7 @@ def build_datasets(
     d = cfg.data
     data, store = info.path, info.store
     seed = cfg.train.seed
+    per_scene = d.normalise == "scene"
     train = WindowDataset(
         data,
         info.train_ids,
@@ -190,8 +195,9 @@ def build_datasets(
         max_windows=d.max_train_windows,
         subsample_seed=seed,
         store=store,
+        per_scene=per_scene,
     )
-    val = WindowDataset(data, info.val_ids, norm, store=store)
+    val = WindowDataset(data, info.val_ids, norm, store=store, per_scene=per_scene)
     cap = d.max_val_windows or default_val_windows
     if cap and len(val) > cap:
         keep = np.linspace(0, len(val) - 1, cap).round().astype(np.int64)

@@ -11,7 +11,7 @@ import numpy as np
 import zarr
 
 from seg.classes import IGNORE
-from seg.data.schema import IMAGE_CODEC, MASK_CODEC, SceneAttrs
+from seg.data.schema import CHECKSUM, IMAGE_CODEC, MASK_CODEC, SceneAttrs
 
 
 class SceneWriter:
@@ -44,7 +44,7 @@ class SceneWriter:
             chunks=(1, bands, size, size),
             shards=(windows_per_shard, bands, size, size),
             dtype=dtype,
-            compressors=[IMAGE_CODEC],
+            compressors=[IMAGE_CODEC, CHECKSUM],
             fill_value=0,
         )
         self.mask = (
@@ -54,7 +54,7 @@ class SceneWriter:
                 chunks=(1, size, size),
                 shards=(windows_per_shard, size, size),
                 dtype="uint8",
-                compressors=[MASK_CODEC],
+                compressors=[MASK_CODEC, CHECKSUM],
                 fill_value=IGNORE,
             )
             if with_mask

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
 from seg.data.bandstats import BandStats
 from seg.errors import StoreError
@@ -22,6 +22,9 @@ FORMAT = "seg-window-store/1"
 # Why these: see the module docstring (read speed for the loader; masks still ~1% of raw).
 IMAGE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)
 MASK_CODEC = BloscCodec(cname="lz4hc", clevel=5, shuffle=BloscShuffle.shuffle)
+# After compression, every window's chunk carries a CRC32C of its bytes: a flipped bit is an
+# error naming the window, never a silently wrong window (`seg check STORE` reads them all).
+CHECKSUM = Crc32cCodec()
 
 
 def _json_safe(x: float | None) -> float | str | None:

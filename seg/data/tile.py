@@ -34,6 +34,7 @@ from seg.geo.raster import (
     open_raster,
     read_strip,
 )
+from seg.locks import FolderLock
 from seg.report import SILENT, Bar, Reporter
 from seg.shards import Shard
 from seg.tile_config import TileConfig
@@ -91,7 +92,7 @@ def tile_scenes(
     fresh = (overwrite and not shard.sharded) or not segfs.exists(segfs.join(out, "zarr.json"))
     existed = segfs.exists(out)
     # Unsharded, one `seg tile` at a time writes into a store (two would interleave windows).
-    lock = segfs.FolderLock(out, "seg tile", enabled=not shard.sharded)
+    lock = FolderLock(out, "seg tile", enabled=not shard.sharded)
     if lock.path:
         os.makedirs(out, exist_ok=True)
     lock.acquire()

@@ -1,6 +1,8 @@
 """One way to turn raw window pixels into what the network sees, for training and prediction.
 
-`prepare_window` normalises with the training split's band statistics, sets every pixel without
+`prepare_window` normalises with the training split's band statistics (or, for models trained
+with `data.normalise: scene`, with the scene's own, which `seg tile` keeps per scene and
+`seg predict` computes the same way: `scene_stats`), sets every pixel without
 data to 0 (the training mean) and pads to the window size with 0. The dataset and `seg predict`
 both call it, so the network never meets one input in training and another at the same place
 in prediction (tests/data/test_window_prep.py feeds one window through both paths).
@@ -20,7 +22,9 @@ from seg.classes import IGNORE
 
 if TYPE_CHECKING:
     from seg.checkpoint import CheckpointInfo
+    from seg.data.bandstats import BandStats
     from seg.data.store import WindowStore
+    from seg.geo.raster import SceneInfo
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,14 @@ class Normalisation:
     def of(cls, info: CheckpointInfo) -> Normalisation:
         """The normalisation a checkpoint was trained with."""
         return cls(np.asarray(info.mean), np.asarray(info.std))
+
+    @classmethod
+    def of_stats(cls, stats: BandStats, fallback: Normalisation) -> Normalisation:
+        """A scene's own normalisation (checkpoints with `normalise: scene`); `fallback` (the
+        training split's) when the scene has no valid pixel to take statistics from."""
+        if not (stats.count > 0).all():
+            return fallback
+        return cls(stats.mean, stats.std)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Normalisation:
@@ -83,3 +95,16 @@ def store_valid(raw: np.ndarray, mask: np.ndarray | None, height: int, width: in
     if mask is not None:
         valid &= ~((mask == IGNORE) & ~raw.any(axis=0))
     return valid
+
+
+def scene_stats(ds: Any, info: SceneInfo, rows: int = 512) -> BandStats:
+    """A scene's band statistics over its valid pixels, read in strips: the numbers `seg tile`
+    keeps for it (same reader, same validity), so a scene normalises alike in both."""
+    from seg.data.bandstats import BandStats
+    from seg.geo.raster import read_strip
+
+    stats = BandStats.empty(len(info.bands))
+    for r in range(0, info.height, rows):
+        image, valid = read_strip(ds, info, r, min(rows, info.height - r))
+        stats.update(image, valid)
+    return stats

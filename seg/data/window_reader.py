@@ -6,7 +6,8 @@ per item, so that overhead alone made it 3x slower than reading from memory. For
 `seg.data.store.SceneWriter` writes -- a local zarr v3 array whose shards hold one window per inner
 chunk, shard index at the end, bytes + optional blosc inner codecs -- this reads the window's
 chunk straight from its shard file: the shard index (checked against its CRC32C once per shard),
-then one ranged read of the chunk, then blosc decode. Anything else (gs:// stores, other codecs
+then one ranged read of the chunk, its own CRC32C checked (stores since checksums), then blosc
+decode. Anything else (gs:// stores, other codecs
 or chunkings) goes through zarr unchanged, so the fast path never changes what is read.
 """
 
@@ -69,8 +70,9 @@ class _Layout:
         self.dtype = np.dtype(array.dtype)
         self.stored = self.dtype.newbyteorder("<")  # "bytes" codec is little-endian
         self.fill_value = array.fill_value
-        inner = shard["codecs"]
-        self.compressed = len(inner) == 2  # bytes, then blosc
+        names = [c["name"] for c in shard["codecs"]]
+        self.compressed = "blosc" in names
+        self.checksummed = names[-1] == "crc32c"
 
     def shard_path(self, shard: int) -> str:
         # Default chunk key encoding, "/" separator: c/<shard>/0/0... (one shard across the rest).
@@ -91,6 +93,10 @@ class _Layout:
         return np.full(self.window_shape, self.fill_value, self.dtype)
 
     def decode(self, data: bytes) -> np.ndarray:
+        if self.checksummed:
+            data, crc = data[:-4], data[-4:]
+            if google_crc32c.value(data) != int.from_bytes(crc, "little"):
+                raise OSError("its chunk fails its CRC32C checksum (damaged bytes)")
         out = np.empty((1, *self.window_shape), self.stored)
         if self.compressed:
             blosc.decompress(data, out)
@@ -124,6 +130,8 @@ def _local_layout(array: zarr.Array) -> _Layout | None:
         return None
     inner = cfg["codecs"]
     names = [c["name"] for c in inner]
+    if names[-1:] == ["crc32c"]:
+        names = names[:-1]
     if names not in (["bytes"], ["bytes", "blosc"]):
         return None
     dtype = np.dtype(array.dtype)

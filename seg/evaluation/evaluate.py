@@ -77,6 +77,8 @@ def window_geometry(
     if window_size is None:
         return None
     overlap = overlap or 0
+    if window_size < 1:
+        raise ConfigError(f"--window-size {window_size} must be 1 or more (the predict window)")
     if not 0 <= overlap < window_size:
         raise ConfigError(f"--overlap {overlap} must be in 0..{window_size - 1}")
     return window_size, window_size - overlap
@@ -109,19 +111,43 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def evaluate(
+@dataclass
+class SceneScore:
+    """One mask scored against its truth: the raw counts, to report or to pool with others."""
+
+    prediction: str
+    truth: str
+    info: SceneInfo
+    tags: dict[str, str]
+    source: str | VectorLabels  # the truth as read (a raster path or rasterised vectors)
+    classes: list[str] | None  # the mask's class names (SEG_CLASSES), if it has them
+    cm: np.ndarray  # (255, 255) int64: every possible id, trimmed when reported
+    cm_border: np.ndarray
+    cm_inner: np.ndarray
+    boundary: dict[int, np.ndarray]  # class id -> boundary F1 counts
+    unpredicted: int
+    geometry: tuple[int, int] | None  # (window size, stride) of the prediction, if known
+    border: int
+
+    def names(self, cm: np.ndarray | None = None) -> list[str]:
+        """Class names for the ids seen (the mask's names, then ids as names)."""
+        cm = self.cm if cm is None else cm
+        used = [c for c in range(IGNORE) if cm[c].sum() or cm[:, c].sum()]
+        k = max(len(self.classes or []), 2, max(used, default=0) + 1)
+        return (self.classes or []) + [str(i) for i in range(len(self.classes or []), k)]
+
+
+def score_mask(
     prediction: str,
     truth: str,
     *,
-    out: str | None = None,
-    image: str | None = None,
     window_size: int | None = None,
     overlap: int | None = None,
     border: int = 8,
     label_attr: str | None = None,
     label_crs: str | None = None,
-) -> Report:
-    """Score `prediction` against `truth`; write report.json, report.md, overlay.png to `out`."""
+) -> SceneScore:
+    """Count `prediction` against `truth` in strips (memory: the width only)."""
     with open_raster(prediction) as ds:
         if ds.count != 1 or ds.dtypes[0] != "uint8":
             raise InputError(f"{prediction} is not a class mask (1 band of uint8 class ids)")
@@ -144,8 +170,7 @@ def evaluate(
         near_cols = border_lines(info.width, *geometry, border)
 
     # Counted for every possible id (255 x 255 is small), trimmed to the classes seen at the end.
-    full = IGNORE
-    cm, cm_border, cm_inner = (ConfusionMatrix(full) for _ in range(3))
+    cm, cm_border, cm_inner = (ConfusionMatrix(IGNORE) for _ in range(3))
     bcounts: dict[int, np.ndarray] = {}
     unpredicted = 0
     with open_raster(prediction) as ds:
@@ -164,33 +189,72 @@ def evaluate(
                 band = near_rows[r : r + h, None] | near_cols[None, :]  # (h, W)
                 cm_border.update(pred, np.where(band, t, IGNORE))
                 cm_inner.update(pred, np.where(band, IGNORE, t))
-    used = [c for c in range(full) if cm.cm[c].sum() or cm.cm[:, c].sum()]
-    k = max(len(classes or []), 2, max(used, default=0) + 1)
-    names = (classes or []) + [str(i) for i in range(len(classes or []), k)]
-    data = scores(cm.cm[:k, :k], names)
+    return SceneScore(prediction, truth, info, tags, source, classes, cm.cm, cm_border.cm,
+                      cm_inner.cm, bcounts, unpredicted, geometry, border)  # fmt: skip
+
+
+def summarise(
+    score: SceneScore,
+    *,
+    cm: np.ndarray | None = None,
+    cm_border: np.ndarray | None = None,
+    cm_inner: np.ndarray | None = None,
+    boundary: dict[int, np.ndarray] | None = None,
+    unpredicted: int | None = None,
+) -> dict[str, Any]:
+    """The report's figures from a scene's counts, or from counts pooled over scenes (given)."""
+    cm = score.cm if cm is None else cm
+    cm_border = score.cm_border if cm_border is None else cm_border
+    cm_inner = score.cm_inner if cm_inner is None else cm_inner
+    boundary = score.boundary if boundary is None else boundary
+    names = score.names(cm)
+    k = len(names)
+    data = scores(cm[:k, :k], names)
     for c, name in enumerate(names):
-        data["per_class"][name]["boundary_f1"] = boundary_f1(bcounts.get(c, np.zeros(4)))
+        data["per_class"][name]["boundary_f1"] = boundary_f1(boundary.get(c, np.zeros(4)))
     data.update(
-        prediction=prediction,
-        truth=truth,
+        prediction=score.prediction,
+        truth=score.truth,
         classes=names,
-        unpredicted_pixels=unpredicted,
+        unpredicted_pixels=score.unpredicted if unpredicted is None else unpredicted,
         seams=None,
     )
-    if geometry is not None:
+    if score.geometry is not None and cm_border.sum() + cm_inner.sum():
         data["seams"] = {
-            "window_size": geometry[0],
-            "stride": geometry[1],
-            "band": border,
-            "border_miou": scores(cm_border.cm[:k, :k])["miou"],
-            "interior_miou": scores(cm_inner.cm[:k, :k])["miou"],
-            "border_pixels": int(cm_border.cm.sum()),
-            "interior_pixels": int(cm_inner.cm.sum()),
+            "window_size": score.geometry[0],
+            "stride": score.geometry[1],
+            "band": score.border,
+            "border_miou": scores(cm_border[:k, :k])["miou"],
+            "interior_miou": scores(cm_inner[:k, :k])["miou"],
+            "border_pixels": int(cm_border.sum()),
+            "interior_pixels": int(cm_inner.sum()),
         }
+    return data
+
+
+def evaluate(
+    prediction: str,
+    truth: str,
+    *,
+    out: str | None = None,
+    image: str | None = None,
+    window_size: int | None = None,
+    overlap: int | None = None,
+    border: int = 8,
+    label_attr: str | None = None,
+    label_crs: str | None = None,
+) -> Report:
+    """Score `prediction` against `truth`; write report.json, report.md, overlay.png to `out`."""
+    score = score_mask(
+        prediction, truth, window_size=window_size, overlap=overlap, border=border,
+        label_attr=label_attr, label_crs=label_crs,
+    )  # fmt: skip
+    data = summarise(score)
     report = Report(data, markdown(data))
     report.files = write_report(
-        report, prediction, out=out, info=info, truth=source, image=image, tags=tags
-    )
+        report, prediction, out=out, info=score.info, truth=score.source, image=image,
+        tags=score.tags,
+    )  # fmt: skip
     return report
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
-from rasterio.io import DatasetReader, DatasetWriter
+from rasterio.io import DatasetReader
 
 from seg import fs as segfs
 from seg.errors import InputError
@@ -200,58 +198,6 @@ def read_strip(
         if image.dtype.kind == "f":
             valid &= np.isfinite(image).all(axis=0)
     return image, valid
-
-
-def output_profile(
-    info: SceneInfo, count: int, dtype: str, nodata: float | None = None, **extra: Any
-) -> dict[str, Any]:
-    """A GeoTIFF profile on exactly the scene's grid (same size, CRS, transform)."""
-    profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "width": info.width,
-        "height": info.height,
-        "count": count,
-        "dtype": dtype,
-        "transform": info.affine,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-        "BIGTIFF": "IF_SAFER",
-    }
-    if info.crs_wkt:
-        profile["crs"] = rasterio.crs.CRS.from_wkt(info.crs_wkt)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    profile.update(extra)
-    return profile
-
-
-@contextlib.contextmanager
-def cog_writer(path: str, profile: dict[str, Any]) -> Iterator[DatasetWriter]:
-    """Yield a dataset to write (by windows, in any order); on success it becomes a COG at `path`.
-
-    The data goes to a tiled GeoTIFF in a temporary folder, then is copied to a Cloud Optimized
-    GeoTIFF (with overviews) which replaces `path` atomically, local or gs://. On error nothing
-    is left at `path`.
-    """
-    folder = tempfile.mkdtemp(prefix="seg-cog-")
-    try:
-        work = os.path.join(folder, "work.tif")
-        with rasterio.open(work, "w", **{**profile, "driver": "GTiff"}) as dst:
-            yield dst
-        with segfs.local_copy_for_write(str(path), suffix=".tif") as tmp:
-            rasterio.shutil.copy(
-                work,
-                tmp,
-                driver="COG",
-                compress=profile.get("compress", "deflate"),
-                blocksize=512,
-                overview_resampling="nearest",
-                BIGTIFF="IF_SAFER",
-            )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def expand_inputs(specs: list[str], suffixes: tuple[str, ...] = RASTER_SUFFIXES) -> list[str]:

@@ -25,14 +25,15 @@ import numpy as np
 from seg import fs as segfs
 from seg.classes import NODATA, colour
 from seg.errors import ConfigError, InputError, ResourceError
+from seg.geo.cog import cog_writer, output_profile
 from seg.geo.labels import stem
 from seg.geo.polygons import Polygonizer, write_vector
-from seg.geo.raster import SceneInfo, cog_writer, output_profile
+from seg.geo.raster import SceneInfo
 from seg.inference.stitch import Sink
 
 MASK_SUFFIX = "_mask.tif"
 VECTOR_FORMATS = ("geojson", "gpkg")
-BLOCK = 512  # rows per tile row of the output GeoTIFFs (raster.output_profile's block size)
+BLOCK = 512  # rows per tile row of the output GeoTIFFs (cog.output_profile's block size)
 PROB_TYPES = ("uint8", "float16")
 
 
@@ -232,3 +233,25 @@ def check_existing(paths: dict[str, OutputPaths]) -> None:
                 f"{out.mask} exists and was not written by seg predict (a label raster?);"
                 f" seg will not skip or overwrite it: choose another --out for {scene}"
             )
+
+
+def finished(mask: str, scene: str, checkpoint: str) -> bool:
+    """Whether the seg mask at `mask` is this scene's, predicted by this checkpoint: only then
+    is the scene done. A seg mask of another scene or checkpoint is refused (it would be
+    mistaken for this run's result), unless --overwrite replaces it."""
+    from seg.geo.raster import open_raster
+
+    with open_raster(mask) as ds:
+        tags = ds.tags()
+    made_from = (tags.get("SEG_SOURCE", ""), tags.get("SEG_CHECKPOINT", ""))
+    if tuple(map(_same_path, made_from)) == (_same_path(scene), _same_path(checkpoint)):
+        return True
+    raise InputError(
+        f"{mask} holds a mask of {made_from[0] or 'another scene'} by checkpoint"
+        f" {made_from[1] or '?'}, not of {scene} by {checkpoint}; pass --overwrite to replace"
+        " it, or choose another --out"
+    )
+
+
+def _same_path(path: str) -> str:
+    return path if segfs.is_remote(path) else os.path.realpath(path.removeprefix("file://"))

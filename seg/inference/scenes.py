@@ -19,7 +19,7 @@ import rasterio
 
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo
-from seg.data.window_prep import Normalisation, prepare_window
+from seg.data.window_prep import Normalisation, prepare_window, scene_stats
 from seg.errors import ConfigError, InputError
 from seg.geo.grid import Window, axis_offsets, check_geometry, windows
 from seg.geo.labels import stem
@@ -33,11 +33,18 @@ from seg.geo.raster import (
     scene_info,
 )
 from seg.inference.options import PredictOptions, PredictSummary
-from seg.inference.outputs import SceneOutputs, check_existing, output_paths
+from seg.inference.outputs import (
+    OutputPaths,
+    SceneOutputs,
+    check_existing,
+    finished,
+    output_paths,
+)
 from seg.inference.pipeline import Behind, prefetch, return_freed_memory
 from seg.inference.predictor import Predictor, load_predictor
 from seg.inference.stitch import Sink, Stitcher
-from seg.report import SILENT, Reporter
+from seg.locks import FileLock
+from seg.report import SILENT, Bar, Reporter
 
 # read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
@@ -207,46 +214,74 @@ def predict_with(
     with reporter.bar("scenes", len(paths)) as scenes_bar, reporter.bar("windows", 0) as bar:
         for path in paths:
             dst = outputs[path]
-            if segfs.exists(dst.mask) and not opts.overwrite:
-                summary.skipped += 1
-                scenes_bar.advance()
-                continue
-            try:  # a damaged file whose header reads fine fails here, in one line
-                with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
-                    if opts.bands is None:  # the scene's own band count, not the checkpoint's pick
-                        check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
-                    scene = scene_info(ds, path, read_bands, opts.pixel_space)
-                    check_scene(scene, info, bands_given=True)
-                    # How many windows (for the bar only: batches() builds the grid, once).
-                    stride = size - overlap
-                    rows, cols = (
-                        axis_offsets(scene.height, size, stride),
-                        axis_offsets(scene.width, size, stride),
-                    )
-                    grid_n = len(rows) * len(cols)
-                    bar.reset(grid_n, f"windows {stem(path)}")
-                    writer = SceneOutputs(
-                        scene, dst, list(info.class_names), probabilities=opts.probabilities,
-                        tags={**tags, "SEG_SOURCE": path},
+            # One writer per mask: a second `seg predict` into the same file is refused, and
+            # whoever holds the lock may clear what a killed writer left beside it.
+            with FileLock(dst.mask, "seg predict"):
+                for target in (dst.mask, dst.probabilities):
+                    if target:
+                        segfs.remove_leftovers_of(target)
+                if segfs.exists(dst.mask) and not opts.overwrite:
+                    finished(dst.mask, path, source)  # refused when another run's
+                    summary.skipped += 1
+                    scenes_bar.advance()
+                    continue
+                try:  # a damaged file whose header reads fine fails here, in one line
+                    summary.windows += _predict_scene(
+                        path, dst, predictor, info, opts, tags={**tags, "SEG_SOURCE": path},
+                        norm=norm, overlap=overlap, read_bands=read_bands, bar=bar,
                     )  # fmt: skip
-                    with writer.open() as sink:
-                        summary.windows += stitch_scene(
-                            window_reader(ds, scene),
-                            scene.height,
-                            scene.width,
-                            size=size,
-                            overlap=overlap,
-                            predictor=predictor,
-                            norm=norm,
-                            num_classes=info.num_classes,
-                            sink=sink,
-                            batch_size=opts.batch_size,
-                            advance=bar.advance,
-                        )
-            except READ_ERRORS as exc:
-                raise damaged(path, exc) from exc
+                except READ_ERRORS as exc:
+                    raise damaged(path, exc) from exc
             summary.predicted += 1
             summary.outputs.append(dst.mask)
             scenes_bar.advance()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _predict_scene(
+    path: str,
+    dst: OutputPaths,
+    predictor: Predictor,
+    info: CheckpointInfo,
+    opts: PredictOptions,
+    *,
+    tags: dict[str, Any],
+    norm: Normalisation,
+    overlap: int,
+    read_bands: list[int],
+    bar: Bar,
+) -> int:
+    """Predict one scene into `dst`; the number of windows."""
+    size = info.size
+    with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
+        if opts.bands is None:  # the scene's own band count, not the checkpoint's pick
+            check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
+        scene = scene_info(ds, path, read_bands, opts.pixel_space)
+        check_scene(scene, info, bands_given=True)
+        if info.normalise == "scene":  # the scene's own statistics, as in training
+            norm = Normalisation.of_stats(scene_stats(ds, scene), fallback=norm)
+        # How many windows (for the bar only: batches() builds the grid, once).
+        stride = size - overlap
+        rows, cols = (
+            axis_offsets(scene.height, size, stride),
+            axis_offsets(scene.width, size, stride),
+        )
+        bar.reset(len(rows) * len(cols), f"windows {stem(path)}")
+        writer = SceneOutputs(
+            scene, dst, list(info.class_names), probabilities=opts.probabilities, tags=tags
+        )
+        with writer.open() as sink:
+            return stitch_scene(
+                window_reader(ds, scene),
+                scene.height,
+                scene.width,
+                size=size,
+                overlap=overlap,
+                predictor=predictor,
+                norm=norm,
+                num_classes=info.num_classes,
+                sink=sink,
+                batch_size=opts.batch_size,
+                advance=bar.advance,
+            )

@@ -120,12 +120,13 @@ def predict_store(
                     f"scene {sid} holds {scene.image.dtype}; the model was trained on {info.dtype}"
                 )
             bar.reset(len(scene), f"windows {sid}")
+            own = Normalisation.of_stats(scene.band_stats, norm)
             _predict_scene(
                 root,
                 sid,
                 scene,
                 predictor=predictor,
-                norm=norm,
+                norm=own if info.normalise == "scene" else norm,
                 k=info.num_classes,
                 batch_size=opts.batch_size,
                 advance=bar.advance,

@@ -4,7 +4,9 @@ epoch summary line.
 
 RUN_DIR may be gs://: TensorBoard events are written to a local folder and copied to
 RUN_DIR/tensorboard after each epoch; metrics.jsonl is rewritten atomically. On resume, entries
-after the checkpoint's step are dropped, so a resumed run reads as one run.
+the checkpoint does not contain are dropped (those after its step, and those of the epoch it
+resumes inside: a kill between an epoch's line and its checkpoint), so a resumed run reads as
+one run.
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ def preview_grid(images: np.ndarray, truths: np.ndarray, preds: np.ndarray) -> n
 
 
 class Logbook:
-    """Rank 0's logs in RUN_DIR. `resume_step` drops records written after that step."""
+    """Rank 0's logs in RUN_DIR. `resume` = (step, epoch) of the checkpoint a run resumes
+    from: records it does not contain are dropped (`epoch` is the one it resumes inside)."""
 
-    def __init__(self, run_dir: str, resume_step: int | None, reporter: Reporter = SILENT) -> None:
+    def __init__(
+        self, run_dir: str, resume: tuple[int, int] | None, reporter: Reporter = SILENT
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
@@ -57,20 +62,24 @@ class Logbook:
         self.remote = segfs.is_remote(run_dir)
         self._tmp = tempfile.TemporaryDirectory(prefix="seg-tb-") if self.remote else None
         tb_dir = self._tmp.name if self._tmp else segfs.join(run_dir, "tensorboard")
+        resume_step = resume[0] if resume else None
         if self.remote and resume_step is not None:
             self._pull_tensorboard(tb_dir)
         # purge_step: TensorBoard hides events after the resumed step (written before the kill).
         self.tb = SummaryWriter(tb_dir, purge_step=resume_step)
         self.tb_dir = tb_dir
-        self.records = self._read_records(resume_step)
+        self.records = self._read_records(resume)
         self.reporter = reporter
 
-    def _read_records(self, resume_step: int | None) -> list[dict[str, Any]]:
-        if resume_step is None or not segfs.exists(self.metrics_path):
+    def _read_records(self, resume: tuple[int, int] | None) -> list[dict[str, Any]]:
+        if resume is None or not segfs.exists(self.metrics_path):
             return []
+        step, epoch = resume
         lines = segfs.read_bytes(self.metrics_path).decode().splitlines()
         records = [json.loads(line) for line in lines if line.strip()]
-        kept = [r for r in records if int(r.get("step", 0)) <= resume_step]
+        kept = [
+            r for r in records if int(r.get("step", 0)) <= step and int(r.get("epoch", 0)) < epoch
+        ]
         if len(kept) != len(records):
             self._write_records(kept)
         return kept

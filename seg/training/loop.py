@@ -73,7 +73,11 @@ class Trainer(Session):
     def run(self) -> TrainResult:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         log = (
-            Logbook(self.out, self.global_step if self.resume_from else None, self.reporter)
+            Logbook(
+                self.out,
+                (self.global_step, self.epoch) if self.resume_from else None,
+                self.reporter,
+            )
             if self.ddp.is_main
             else None
         )

@@ -18,6 +18,7 @@ from seg.config import TrainConfig
 from seg.data.dataset import build_datasets, open_data
 from seg.data.window_prep import Normalisation
 from seg.errors import Diverged, Preempted
+from seg.locks import FolderLock
 from seg.models.unet import check_scale
 from seg.report import SILENT, Reporter
 from seg.training import runtime
@@ -126,7 +127,7 @@ class Session:
         self.signal: str | None = None
         # Last, after every check: one writer per run folder (a second `seg train --out` into
         # it is refused), and what a killed writer left half-written is removed.
-        self.lock = segfs.FolderLock(out, "seg train")
+        self.lock = FolderLock(out, "seg train")
         if self.ddp.is_main:
             self.lock.acquire()
             segfs.remove_stale_temporaries(out)
@@ -147,6 +148,7 @@ class Session:
             std=tuple(float(x) for x in self.norm.std),
             size=self.size,
             dtype=self.data.dtype,
+            normalise=self.cfg.data.normalise,
         )
 
     def state(self) -> dict[str, Any]:

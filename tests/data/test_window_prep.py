@@ -82,3 +82,40 @@ def test_store_valid_reads_back_what_tile_blanked() -> None:
     valid = store_valid(raw, mask, 3, 4)
     assert not valid[0, 0] and valid[1, 1] and valid[2, 2]
     assert not valid[3].any()  # beyond the window's valid height: padding
+
+
+def test_per_scene_normalisation_is_the_same_in_training_and_prediction(tmp_path: Path) -> None:
+    """`data.normalise: scene`: each scene is normalised with its own statistics, which the
+    store keeps and `seg predict` recomputes from the scene alike."""
+    from seg.data.window_prep import scene_stats
+
+    scene, _ = scene_with_nodata(tmp_path, 150, 131)
+    image, _ = synthetic_pair(90, 70, 3, seed=9)
+    other = write_geotiff(tmp_path / "t.tif", (image // 2 + 60).astype(np.uint8))  # duller
+    write_geotiff(tmp_path / "t_mask.tif", np.zeros((90, 70), np.uint8))
+    store_path = str(tmp_path / "ds.zarr")
+    cfg = TileConfig(size=SIZE, stride=48, max_nodata=1.0)
+    tile_scenes([str(scene), str(other)], store_path, cfg, labels=str(tmp_path))
+    store = WindowStore.open(store_path)
+    pooled = Normalisation.from_store(store, ["s", "t"])
+    train = WindowDataset(store_path, ["s", "t"], pooled, per_scene=True)
+    for sid, path in (("s", scene), ("t", other)):
+        kept = store.scene(sid).band_stats
+        with rasterio.open(path) as ds:
+            info = scene_info(ds, str(path), None, False)
+            stats = scene_stats(ds, info, rows=37)  # strips of any height: the same numbers
+            own = Normalisation.of_stats(stats, fallback=pooled)
+            grid = batches(
+                window_reader(ds, info), info.height, info.width, size=SIZE, stride=48,
+                norm=own, batch_size=1,
+            )  # fmt: skip
+            seen = [x[0] for _, x, _ in grid]
+        np.testing.assert_allclose(stats.mean, kept.mean)
+        np.testing.assert_allclose(stats.std, kept.std)
+        first = [i for i, (k, _) in enumerate(train.index) if store.scene_ids()[k] == sid]
+        for i, x in zip(first, seen, strict=True):
+            np.testing.assert_allclose(train[i][0].numpy(), x, rtol=1e-6, atol=1e-6)
+    # Not trivially so: the duller scene is stretched back, unlike with the pooled statistics.
+    t_own = train[len(train) - 1][0].numpy()
+    t_pooled = WindowDataset(store_path, ["s", "t"], pooled)[len(train) - 1][0].numpy()
+    assert t_own.std() > 1.5 * t_pooled.std()

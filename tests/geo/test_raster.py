@@ -12,7 +12,8 @@ from conftest import write_geotiff
 from rasterio.windows import Window
 
 from seg import fs as segfs
-from seg.geo.raster import cog_writer, open_raster, output_profile, read_strip, scene_info
+from seg.geo.cog import cog_writer, output_profile
+from seg.geo.raster import open_raster, read_strip, scene_info
 
 
 def _info(path: Path):  # type: ignore[no-untyped-def]

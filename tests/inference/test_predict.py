@@ -340,3 +340,38 @@ def test_bands_option_picks_model_inputs(seg_run: Run, ckpt: Path, tmp_path: Pat
     assert out.exists()
     code, _, err = seg_run("predict", src, "-k", ckpt, "-o", out, "--bands", "1,2", "--overwrite")
     assert code == 1 and "the model takes 3" in err
+
+
+def test_a_scene_normalised_model_does_not_see_a_colour_shift(
+    tmp_path: Path, seg_run: Callable[..., tuple[int, str, str]]
+) -> None:
+    """A checkpoint trained with `data.normalise: scene` normalises each scene with its own
+    statistics: a scene and the same scene with every band scaled and offset (another
+    exposure) get the same probabilities; with the training split's statistics they do not."""
+    from seg.checkpoint import CheckpointInfo, save_checkpoint
+    from seg.models import build_model
+
+    image, _ = synthetic_pair(96, 80, 3, seed=5)
+    plain = write_geotiff(tmp_path / "plain.tif", image.astype(np.uint16))
+    shifted = write_geotiff(tmp_path / "shifted.tif", (image.astype(np.uint16) * 3 + 40))
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    for mode in ("scene", "global"):
+        torch.manual_seed(0)
+        info = CheckpointInfo(
+            model={"name": "unet_mobilenetv2", "in_channels": 3, "num_classes": 2},
+            class_names=("background", "building"), bands=(1, 2, 3), mean=(100.0,) * 3,
+            std=(40.0,) * 3, size=64, dtype="uint16", normalise=mode,
+        )  # fmt: skip
+        ckpt = tmp_path / f"{mode}.pt"
+        save_checkpoint(str(ckpt), info, build_model(info.model).state_dict())
+        probs[mode] = {}
+        for scene in (plain, shifted):
+            out = tmp_path / mode / f"{scene.stem}_mask.tif"
+            args = ["predict", scene, "-k", ckpt, "--out", out, "--probabilities", "-q"]
+            code, _, err = seg_run(*args)
+            assert code == 0, err
+            with rasterio.open(out.with_name(f"{scene.stem}_mask_probs.tif")) as ds:
+                probs[mode][scene.stem] = ds.read().astype(np.float32)
+    same = np.abs(probs["scene"]["plain"] - probs["scene"]["shifted"]).max()
+    apart = np.abs(probs["global"]["plain"] - probs["global"]["shifted"]).max()
+    assert same < 0.02 < apart, (same, apart)

@@ -186,31 +186,3 @@ def test_sigterm_before_training_starts_is_a_preemption() -> None:
         assert info.value.exit_code == EXIT_PREEMPTED == 75
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def test_one_writer_per_run_folder(tmp_path: Path) -> None:
-    from seg import fs as segfs
-    from seg.errors import ResourceError
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / ".last.pt.0123abcd.tmp").write_bytes(b"torn")  # left by a killed writer
-    (run / "last.pt").write_bytes(b"kept")
-    mine = segfs.FolderLock(str(run), "seg train")
-    mine.acquire()
-    assert segfs.remove_stale_temporaries(str(run)) == [".last.pt.0123abcd.tmp"]
-    assert sorted(p.name for p in run.iterdir()) == [".seg-lock", "last.pt"]
-    # Another live process holds it: refused, naming it.
-    (run / ".seg-lock").write_text(
-        json.dumps({"pid": 1, "host": __import__("socket").gethostname(), "what": "seg train"})
-    )
-    with pytest.raises(ResourceError, match=r"in use by another seg train \(pid 1"):
-        segfs.FolderLock(str(run), "seg train").acquire()
-    # A killed one (no such process): taken over.
-    (run / ".seg-lock").write_text(
-        json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname()})
-    )
-    segfs.FolderLock(str(run), "seg train").acquire()
-    assert json.loads((run / ".seg-lock").read_text())["pid"] == __import__("os").getpid()
-    mine.release()
-    assert not (run / ".seg-lock").exists()

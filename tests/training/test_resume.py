@@ -122,3 +122,25 @@ def test_store_and_run_dir_on_gcs_resume_as_one_run(
     names = {p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/train-test/run")}
     assert {"last.pt", "best.pt", "config.yaml", "tensorboard"} <= names
     assert fs.ls(f"{bucket}/train-test/run/tensorboard")
+
+
+def test_a_kill_between_an_epochs_line_and_its_checkpoint_does_not_repeat_it(
+    tmp_path: Path,
+) -> None:
+    """The checkpoint resumes inside epoch 1 at step 20 (saved every N steps, or before the
+    epoch's own save): the epoch-1 line of step 20 was written after it and must go."""
+    from seg.training.logbook import Logbook
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [{"epoch": 0, "step": 10, "miou": 0.1}, {"epoch": 1, "step": 20, "miou": 0.2}]
+    text = "".join(json.dumps(r) + "\n" for r in lines)
+    (run / "metrics.jsonl").write_text(text)
+    log = Logbook(str(run), (20, 1))  # resumes inside epoch 1
+    log.close()
+    assert [r["epoch"] for r in log.records] == [0]
+    assert (run / "metrics.jsonl").read_text() == json.dumps(lines[0]) + "\n"
+    (run / "metrics.jsonl").write_text(text)
+    log = Logbook(str(run), (20, 2))  # epoch 1 was finished and saved
+    log.close()
+    assert [r["epoch"] for r in log.records] == [0, 1]
