@@ -71,6 +71,15 @@ def is_dir(path: str) -> bool:
         return False
 
 
+def low_on_space(folder: str, below: int = 1 << 20) -> bool:
+    """Whether the local file system holding `folder` has less than `below` bytes free."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < below
+
+
 def unreachable(path: str, exc: BaseException) -> SegError:
     return SegError(
         f"cannot reach {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

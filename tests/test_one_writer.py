@@ -118,7 +118,7 @@ def test_predict_clears_what_a_killed_predict_left(tmp_path: Path, seg_run: Run)
     out = tmp_path / "masks"
     out.mkdir()
     hexa = "fedcba9876543210" * 2
-    torn = [f".x_mask.tif.{hexa}.tmp.tif", f".x_probs.tif.{hexa}.tmp.tif"]
+    torn = [f".x_mask.tif.{hexa}.tmp.tif", f".x_mask_probs.tif.{hexa}.tmp.tif"]
     for name in torn:
         (out / name).write_bytes(b"half a COG")
     temp = Path(tempfile.gettempdir())
@@ -130,7 +130,7 @@ def test_predict_clears_what_a_killed_predict_left(tmp_path: Path, seg_run: Run)
     try:
         code, _, err = seg_run("predict", s, "-k", ckpt, "--out", out, "--probabilities", "-q")
         assert code == 0, err
-        assert sorted(p.name for p in out.iterdir()) == ["x_mask.tif", "x_probs.tif"]
+        assert sorted(p.name for p in out.iterdir()) == ["x_mask.tif", "x_mask_probs.tif"]
         assert not dead.exists() and (live / "work.tif").exists()
     finally:
         for folder in (dead, live):

@@ -8,6 +8,7 @@ folder (scene-sized) is removed by the next writer on the host.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -19,7 +20,8 @@ import rasterio.shutil
 from rasterio.io import DatasetWriter
 
 from seg import fs as segfs
-from seg.geo.raster import SceneInfo
+from seg.errors import ResourceError
+from seg.geo.raster import READ_ERRORS, SceneInfo
 
 
 def output_profile(
@@ -58,10 +60,12 @@ def cog_writer(path: str, profile: dict[str, Any]) -> Iterator[DatasetWriter]:
     _remove_dead_work_folders()
     # Named by pid so that the next writer can tell a killed writer's folder (see below).
     folder = tempfile.mkdtemp(prefix=f"{COG_WORK}{os.getpid()}-")
+    written = False  # the caller's block is done: what fails after is this writer's own
     try:
         work = os.path.join(folder, "work.tif")
         with rasterio.open(work, "w", **{**profile, "driver": "GTiff"}) as dst:
             yield dst
+            written = True
         with segfs.local_copy_for_write(str(path), suffix=".tif") as tmp:
             rasterio.shutil.copy(
                 work,
@@ -72,8 +76,24 @@ def cog_writer(path: str, profile: dict[str, Any]) -> Iterator[DatasetWriter]:
                 overview_resampling="nearest",
                 BIGTIFF="IF_SAFER",
             )
+    except READ_ERRORS as exc:
+        if not written:
+            raise  # the caller's (reading its input, say): it knows what it was doing
+        raise write_error(str(path), exc, folder) from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_error(path: str, exc: BaseException, *folders: str) -> Exception:
+    """A GDAL failure while writing `path`: OSError(ENOSPC) when its folder (or one of
+    `folders`) is out of space, which the CLI reports as a full disk; else one line naming it."""
+    places = [*folders]
+    if not segfs.is_remote(path):
+        places.append(os.path.dirname(os.path.abspath(path)))
+    if any(segfs.low_on_space(p) for p in places):
+        return OSError(errno.ENOSPC, "No space left on device", path)
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return ResourceError(f"cannot write {path} ({reason}); check the disk and --out")
 
 
 COG_WORK = "seg-cog-"  # work folders of cog_writer in the system temp folder: seg-cog-<pid>-*

@@ -9,7 +9,9 @@ Memory depends on the scene width and the window size, never on the height.
 
 from __future__ import annotations
 
+import errno
 import functools
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -231,6 +233,9 @@ def predict_with(
                         norm=norm, overlap=overlap, read_bands=read_bands, bar=bar,
                     )  # fmt: skip
                 except READ_ERRORS as exc:
+                    # A write into a full temp folder fails inside the same block as the reads.
+                    if segfs.low_on_space(tempfile.gettempdir()):
+                        raise OSError(errno.ENOSPC, "No space left", tempfile.gettempdir()) from exc
                     raise damaged(path, exc) from exc
             summary.predicted += 1
             summary.outputs.append(dst.mask)
