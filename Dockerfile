@@ -65,6 +65,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG TORCH_FLAVOR=cu130
+# The commit the image is built from (deploy/gcp/build_push.sh passes it): every checkpoint and
+# mask made in the container records it (seg.provenance).
+ARG SEG_GIT_COMMIT=unknown
 LABEL org.opencontainers.image.title="seg" \
       org.opencontainers.image.description="Satellite/aerial scenes to segmentation masks: seg tile | train | predict" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -99,7 +102,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     XDG_CACHE_HOME=/home/seg/.cache \
     TORCH_HOME=/home/seg/.cache/torch \
     HF_HOME=/home/seg/.cache/huggingface \
-    SEG_TORCH_FLAVOR=${TORCH_FLAVOR}
+    SEG_TORCH_FLAVOR=${TORCH_FLAVOR} \
+    SEG_GIT_COMMIT=${SEG_GIT_COMMIT}
 
 WORKDIR /work
 USER 1000:1000

@@ -10,6 +10,7 @@ and written here only; the rest is the training run's own state:
     bands         list[int]  1-based scene bands the network reads        (CheckpointInfo)
     band_stats    {"mean": [C floats], "std": [C floats]}                 (CheckpointInfo)
     normalise     "global" (band_stats for every scene) or "scene"        (CheckpointInfo)
+    provenance    seg/torch/smp versions, git commit, --data, store print (CheckpointInfo)
     size          training window size                                    (CheckpointInfo)
     dtype         the training scenes' pixel type                         (CheckpointInfo)
     state_dict    the segmentation network's weights (the generator, for pix2pix)
@@ -48,6 +49,8 @@ class CheckpointInfo:
     dtype: str | None = None  # the training scenes' pixel type; None in old checkpoints
     # "global": every scene is normalised with mean/std above; "scene": each with its own.
     normalise: str = "global"
+    # What made it (seg.provenance + the --data URL and store fingerprint); {} in old ones.
+    provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -73,6 +76,7 @@ class CheckpointInfo:
         if self.dtype is not None:
             state["dtype"] = self.dtype
         state["normalise"] = self.normalise
+        state["provenance"] = dict(self.provenance)
         return state
 
     @classmethod
@@ -89,6 +93,7 @@ class CheckpointInfo:
                 size=int(state.get("size") or 512),
                 dtype=str(state["dtype"]) if state.get("dtype") else None,
                 normalise=str(state.get("normalise") or "global"),
+                provenance=dict(state.get("provenance") or {}),
             )
             _ = info.name, info.in_channels, info.num_classes
         except (KeyError, TypeError, ValueError) as exc:

@@ -148,6 +148,9 @@ class ModelSection(Section):
     scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     # A local or gs:// file with MobileNetV2 encoder weights (state dict); None = random init.
     encoder_weights: str | None = None
+    # A seg checkpoint to start from (weights only: a fresh optimizer, schedule and counters);
+    # its classification head starts afresh when its classes are not this store's.
+    init_from: str | None = None
 
 
 class LossSection(Section):

@@ -92,11 +92,14 @@ def test_build_push_cloud_build_uses_buildkit_recipe() -> None:
     assert f["project"] == "proj-1" and f["region"] == "europe-west4"
     assert f["config"] == "deploy/gcp/cloudbuild.yaml"
     assert (ROOT / f["ignore-file"]).exists()
-    assert f["substitutions"] == f"_IMAGE={IMAGE},_TORCH_FLAVOR=cu126"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"  # fmt: skip
+    assert f["substitutions"] == f"_IMAGE={IMAGE},_TORCH_FLAVOR=cu126,_GIT_COMMIT={commit}"
     recipe = yaml.safe_load((ROOT / f["config"]).read_text())
     step = recipe["steps"][0]
     assert "DOCKER_BUILDKIT=1" in step["env"]
     assert "--build-arg=TORCH_FLAVOR=${_TORCH_FLAVOR}" in step["args"]
+    assert "--build-arg=SEG_GIT_COMMIT=${_GIT_COMMIT}" in step["args"]
     assert "--tag=${_IMAGE}" in step["args"]
     assert recipe["images"] == ["${_IMAGE}"]
 
@@ -114,6 +117,7 @@ def test_build_push_with_local_docker() -> None:
     build = cmds[1]
     assert build[:4] == ["env", "DOCKER_BUILDKIT=1", "docker", "build"]
     assert build[build.index("--build-arg") + 1] == "TORCH_FLAVOR=cu130"
+    assert [a for a in build if a.startswith("SEG_GIT_COMMIT=")]
     assert build[build.index("--tag") + 1] == image
     assert cmds[2] == ["docker", "push", image]
 

@@ -56,8 +56,11 @@ def fails_in_one_line(code: int, err: str) -> bool:
     """Exit 1, the last stderr line is seg's error, and no traceback (a training run may have
     printed its epoch lines before)."""
     lines = err.strip().splitlines()
-    return code == 1 and bool(lines) and lines[-1].startswith("seg: error: ") and (
-        "Traceback" not in err
+    return (
+        code == 1
+        and bool(lines)
+        and lines[-1].startswith("seg: error: ")
+        and ("Traceback" not in err)
     )
 
 

@@ -11,6 +11,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${HERE}/common.sh"
 
 BUILDER="${BUILDER:-cloudbuild}"
+# Recorded in every checkpoint and mask made with the image (seg.provenance).
+COMMIT="$(git -C "${HERE}" rev-parse HEAD 2>/dev/null || echo unknown)"
 ROOT="$(cd "${HERE}/../.." && pwd)"
 cd "${ROOT}"
 
@@ -20,12 +22,12 @@ case "${BUILDER}" in
     # cache mounts; cloudbuild.yaml turns BuildKit on.
     run gcloud builds submit . --project="${PROJECT}" --region="${REGION}" \
       --config=deploy/gcp/cloudbuild.yaml --ignore-file=deploy/gcp/gcloudignore \
-      --substitutions="_IMAGE=${IMAGE},_TORCH_FLAVOR=${TORCH_FLAVOR}"
+      --substitutions="_IMAGE=${IMAGE},_TORCH_FLAVOR=${TORCH_FLAVOR},_GIT_COMMIT=${COMMIT}"
     ;;
   docker)
     run gcloud auth configure-docker "${REGION}-docker.pkg.dev" --quiet
     run env DOCKER_BUILDKIT=1 docker build --build-arg "TORCH_FLAVOR=${TORCH_FLAVOR}" \
-      --tag "${IMAGE}" .
+      --build-arg "SEG_GIT_COMMIT=${COMMIT}" --tag "${IMAGE}" .
     run docker push "${IMAGE}"
     ;;
   *)

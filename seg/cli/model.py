@@ -180,6 +180,18 @@ def stitch_command(
     typer.echo(f"stitched: {summary.line()}")
 
 
+@command(app, "info")
+def info_command(
+    path: str = typer.Argument(..., help="A window store, checkpoint, mask or raster."),
+) -> None:
+    """Say what a store, checkpoint, mask or raster is: classes, bands, sizes, provenance."""
+    import yaml
+
+    from seg.inference.describe import describe
+
+    typer.echo(yaml.safe_dump(describe(path), sort_keys=False, width=100).rstrip())
+
+
 @command(app, "eval")
 def eval_command(
     prediction: str | None = typer.Argument(

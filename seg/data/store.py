@@ -231,6 +231,22 @@ class WindowStore:
             ids = [s for s in ids if splits.get(s) == split]
         return ids
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data a model learnt from: the format, every finished scene with
+        its split and window count, and a digest of them (equal stores, equal digests)."""
+        import hashlib
+        import json
+
+        splits = self.splits
+        scenes = {sid: [splits.get(sid), len(self.scene(sid))] for sid in self.scene_ids()}
+        text = json.dumps({"format": FORMAT, "scenes": scenes}, sort_keys=True)
+        return {
+            "format": FORMAT,
+            "scenes": scenes,
+            "windows": sum(n for _, n in scenes.values()),
+            "digest": hashlib.sha256(text.encode()).hexdigest()[:16],
+        }
+
     def scene(self, scene_id: str) -> Scene:
         if not self.is_done(scene_id):
             raise StoreError(f"scene {scene_id!r} is not (completely) in {self.path}")

@@ -46,6 +46,7 @@ from seg.inference.pipeline import Behind, prefetch, return_freed_memory
 from seg.inference.predictor import Predictor, load_predictor
 from seg.inference.stitch import Sink, Stitcher
 from seg.locks import FileLock
+from seg.provenance import code_provenance
 from seg.report import SILENT, Bar, Reporter
 
 # read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
@@ -210,7 +211,11 @@ def predict_with(
         )
     outputs = output_paths(paths, out, opts.probabilities is not None, opts.vector)
     check_existing(outputs)
-    tags = {"SEG_CHECKPOINT": source, "SEG_WINDOW": {"size": size, "overlap": overlap}}
+    tags = {
+        "SEG_CHECKPOINT": source,
+        "SEG_WINDOW": {"size": size, "overlap": overlap},
+        "SEG_PROVENANCE": mask_provenance(info),
+    }
     norm = Normalisation.of(info)
     summary = PredictSummary(scenes=len(paths))
     with reporter.bar("scenes", len(paths)) as scenes_bar, reporter.bar("windows", 0) as bar:
@@ -242,6 +247,16 @@ def predict_with(
             scenes_bar.advance()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def mask_provenance(info: CheckpointInfo) -> dict[str, Any]:
+    """What made a mask: the code that predicts it, and what made its model (the store's
+    fingerprint without its scene list, which can be long)."""
+    made = dict(info.provenance)
+    store = made.get("store")
+    if isinstance(store, dict):
+        made["store"] = {k: v for k, v in store.items() if k != "scenes"}
+    return {"predicted_with": code_provenance(), "model": made}
 
 
 def _predict_scene(

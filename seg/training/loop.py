@@ -22,6 +22,7 @@ from seg import fs as segfs
 from seg.config import dump_yaml
 from seg.data.dataset import train_loader
 from seg.errors import SegError
+from seg.provenance import as_comment
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
 from seg.training.validation import metric_value
@@ -83,9 +84,8 @@ class Trainer(Session):
         )
         try:
             if self.ddp.is_main:
-                segfs.write_bytes_atomic(
-                    segfs.join(self.out, "config.yaml"), dump_yaml(self.cfg).encode()
-                )
+                text = as_comment(self.provenance) + dump_yaml(self.cfg)
+                segfs.write_bytes_atomic(segfs.join(self.out, "config.yaml"), text.encode())
             result = self._loop(log)
             if self.ddp.is_main:
                 summary = {k: v for k, v in vars(result).items() if k != "run_dir"}

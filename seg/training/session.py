@@ -20,6 +20,7 @@ from seg.data.window_prep import Normalisation
 from seg.errors import Diverged, Preempted
 from seg.locks import FolderLock
 from seg.models.unet import check_scale
+from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
 from seg.training import runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
@@ -45,6 +46,7 @@ class Session:
         self.cfg, self.out = cfg, out
         self.data = info = open_data(data, cfg.data)
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
+        self.provenance = {**code_provenance(), "data": data, "store": info.store.fingerprint()}
         check_metric_name(cfg.early_stopping.metric, self.classes)
         crop = cfg.augment.crop
         sizes = {"window": info.size}
@@ -113,6 +115,16 @@ class Session:
             from seg.models.unet import load_encoder_weights
 
             load_encoder_weights(self.step.generator, cfg.model.encoder_weights)
+        if cfg.model.init_from and not state:
+            from seg.training.warm_start import warm_start
+
+            warm_start(
+                self.step.generator,
+                cfg.model.init_from,
+                bands=bands,
+                classes=self.classes,
+                reporter=self.reporter,
+            )
         self.validator = Validator(
             val_set, cfg, self.device, ddp=self.ddp, class_names=self.classes
         )
@@ -149,6 +161,7 @@ class Session:
             size=self.size,
             dtype=self.data.dtype,
             normalise=self.cfg.data.normalise,
+            provenance=self.provenance,
         )
 
     def state(self) -> dict[str, Any]:
