@@ -67,7 +67,10 @@ def predict_command(
         None, help="GeoTIFF scenes: files, folders, globs or gs:// URLs.", show_default=False
     ),
     checkpoint: str = typer.Option(
-        ..., "--checkpoint", "-k", help="Checkpoint from `seg train` (local or gs://)."
+        ...,
+        "--checkpoint",
+        "-k",
+        help="Checkpoint from `seg train`, or an onnx/safetensors export (local or gs://).",
     ),
     out: str = typer.Option(
         ...,
@@ -105,6 +108,9 @@ def predict_command(
         False, "--pixel-space", help="Predict rasters without a georeference (the mask has none)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose outputs exist."),
+    runtime: str = typer.Option(
+        "auto", help="auto (by the model file), torch, or onnx (an export from `seg export`)."
+    ),
     shard_index: int | None = typer.Option(
         None, help="This machine's share of the scenes [$BATCH_TASK_INDEX].", show_default=False
     ),
@@ -134,6 +140,7 @@ def predict_command(
         precision=precision,
         pixel_space=pixel_space,
         overwrite=overwrite,
+        runtime=runtime,
         shard=Shard.of(shard_index, shard_count),
     )
     reporter = ConsoleReporter(progress=not quiet)
@@ -178,111 +185,3 @@ def stitch_command(
         reporter=ConsoleReporter(progress=not quiet),
     )
     typer.echo(f"stitched: {summary.line()}")
-
-
-@command(app, "info")
-def info_command(
-    path: str = typer.Argument(..., help="A window store, checkpoint, mask or raster."),
-) -> None:
-    """Say what a store, checkpoint, mask or raster is: classes, bands, sizes, provenance."""
-    import yaml
-
-    from seg.inference.describe import describe
-
-    typer.echo(yaml.safe_dump(describe(path), sort_keys=False, width=100).rstrip())
-
-
-@command(app, "eval")
-def eval_command(
-    prediction: str | None = typer.Argument(
-        None,
-        help="Mask GeoTIFF from `seg predict`, or many: a folder or glob of masks.",
-        show_default=False,
-    ),
-    truth: str | None = typer.Argument(
-        None,
-        help="Truth: a label raster on the same grid, or a GeoJSON/GeoPackage; for many masks,"
-        " a folder of label rasters matched by scene name (as `seg tile` matches labels).",
-        show_default=False,
-    ),
-    out: str | None = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="Folder for the report (default for one mask: <mask>_eval/; needed for many).",
-    ),
-    checkpoint: str | None = typer.Option(
-        None, "--checkpoint", "-k", help="With --store: predict the split's scenes, then score."
-    ),
-    store: str | None = typer.Option(None, "--store", help="Window store whose split to score."),
-    split: str = typer.Option("test", "--split", help="The store's split to score."),
-    image: str | None = typer.Option(
-        None, help="Scene for the overlay's first panel (default: the mask's source)."
-    ),
-    window_size: int | None = typer.Option(
-        None, help="Window size used to predict (default: from the mask's tags)."
-    ),
-    overlap: int | None = typer.Option(
-        None, help="Window overlap used to predict (default: from the mask's tags)."
-    ),
-    border: int = typer.Option(8, min=1, help="Width of the band along internal window borders."),
-    label_attr: str | None = typer.Option(
-        None, help="Vector truth: attribute holding class ids or names (default: all class 1)."
-    ),
-    label_crs: str | None = typer.Option(
-        None, help="Vector truth: its CRS when the file names none (default: EPSG:4326)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-) -> None:
-    """Score predicted masks against truth: IoU/F1/precision/recall, boundary F1, seams, overlays.
-
-    One mask and its truth; a folder of masks and a folder of truth (pooled: confusion matrices
-    summed, a per-scene table, the worst scenes drawn); or --checkpoint + --store + --split.
-    """
-    from seg.errors import ConfigError
-
-    reporter = ConsoleReporter(progress=not quiet)
-    if checkpoint is not None or store is not None:
-        if checkpoint is None or store is None or prediction is not None or out is None:
-            raise ConfigError(
-                "scoring a split takes --checkpoint CKPT --store STORE --out FOLDER (and"
-                " --split, default test), without MASK/TRUTH arguments"
-            )
-        from seg.inference.split_eval import score_split
-
-        pooled = score_split(checkpoint, store, split, out=out, border=border, reporter=reporter)
-        typer.echo(pooled.markdown)
-        typer.echo(f"wrote {', '.join(pooled.files)}")
-        return
-    if prediction is None or truth is None:
-        raise ConfigError("give MASK TRUTH, or --checkpoint CKPT --store STORE --split test")
-    from seg import fs as segfs
-
-    if segfs.is_dir(prediction) or any(ch in prediction for ch in "*?["):
-        from seg.evaluation.pooled import evaluate_many, pair_masks
-
-        if out is None:
-            raise ConfigError(
-                f"scoring many masks ({prediction}) needs --out FOLDER for the report"
-            )
-        pooled = evaluate_many(
-            pair_masks([prediction], truth), out=out, border=border, reporter=reporter
-        )
-        typer.echo(pooled.markdown)
-        typer.echo(f"wrote {', '.join(pooled.files)}")
-        return
-    from seg.evaluation.evaluate import evaluate
-
-    report = evaluate(
-        prediction,
-        truth,
-        out=out,
-        image=image,
-        window_size=window_size,
-        overlap=overlap,
-        border=border,
-        label_attr=label_attr,
-        label_crs=label_crs,
-    )
-    typer.echo(report.markdown)
-    typer.echo(f"wrote {', '.join(report.files)}")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from seg import fs as segfs
 from seg.checkpoint import read_checkpoint
 from seg.data.store import WindowStore
 from seg.errors import CheckpointError, InputError, StoreError
 from seg.geo.raster import open_raster
+from seg.inference.export import META, info_from_json, read_safetensors
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -26,7 +29,10 @@ def describe(path: str) -> dict[str, Any]:
             return _store(WindowStore.open(path))
         except StoreError as exc:
             raise InputError(f"{path} is a folder but not a seg window store ({exc})") from exc
-    if not str(path).lower().endswith((".tif", ".tiff", ".vrt", ".jp2", ".img")):
+    name = str(path).lower()
+    if name.endswith((".onnx", ".safetensors")):
+        return _export(path)
+    if not name.endswith((".tif", ".tiff", ".vrt", ".jp2", ".img")):
         try:
             return _checkpoint(path)
         except CheckpointError:
@@ -89,6 +95,35 @@ def _checkpoint(path: str) -> dict[str, Any]:
         "band_stats": {"mean": list(info.mean), "std": list(info.std)},
         "trained": {k: state[k] for k in ("epoch", "step") if k in state} or "weights only",
         "provenance": info.provenance or "not recorded (an older checkpoint)",
+    }
+
+
+def _export(path: str) -> dict[str, Any]:
+    """An inference-only export (`seg export`): its description, read from its metadata."""
+    if path.lower().endswith(".safetensors"):
+        info, state = read_safetensors(path)
+        params = sum(int(v.numel()) for v in state["state_dict"].values())
+        fmt = "safetensors"
+    else:
+        import onnx
+
+        model = onnx.load_from_string(segfs.read_bytes(path))
+        meta = {p.key: p.value for p in model.metadata_props}
+        if META not in meta:
+            raise InputError(f"{path} is an ONNX model but not a seg export")
+        info = info_from_json(meta[META], path)
+        params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+        fmt = "onnx"
+    return {
+        "kind": f"export ({fmt})",
+        "path": path,
+        "model": dict(info.model),
+        "parameters": params,
+        "classes": list(info.class_names),
+        "bands": list(info.bands),
+        "window size": info.size,
+        "normalise": info.normalise,
+        "provenance": info.provenance or "not recorded",
     }
 
 

@@ -21,6 +21,7 @@ class PredictOptions:
     precision: str = "auto"
     pixel_space: bool = False
     overwrite: bool = False
+    runtime: str = "auto"  # auto (by the model file), torch, or onnx (an ONNX export)
     shard: Shard = field(default_factory=Shard)
 
 

@@ -34,6 +34,7 @@ from seg.geo.raster import (
     read_strip,
     scene_info,
 )
+from seg.inference.loading import WindowModel, load_model
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import (
     OutputPaths,
@@ -43,7 +44,6 @@ from seg.inference.outputs import (
     output_paths,
 )
 from seg.inference.pipeline import Behind, prefetch, return_freed_memory
-from seg.inference.predictor import Predictor, load_predictor
 from seg.inference.stitch import Sink, Stitcher
 from seg.locks import FileLock
 from seg.provenance import code_provenance
@@ -89,7 +89,7 @@ def stitch_scene(
     *,
     size: int,
     overlap: int,
-    predictor: Predictor,
+    predictor: WindowModel,
     norm: Normalisation,
     num_classes: int,
     sink: Sink,
@@ -179,8 +179,12 @@ def predict_scenes(
     paths = opts.shard.pick(expand_inputs(scenes))
     output_paths(paths, out, opts.probabilities is not None, opts.vector)
     segfs.check_writable(out)
-    predictor, info = load_predictor(
-        checkpoint, device=opts.device, precision=opts.precision, tta=opts.tta
+    predictor, info = load_model(
+        checkpoint,
+        device=opts.device,
+        precision=opts.precision,
+        tta=opts.tta,
+        runtime=opts.runtime,
     )
     return predict_with(
         predictor, info, paths, out=out, source=checkpoint, options=opts, reporter=reporter
@@ -188,7 +192,7 @@ def predict_scenes(
 
 
 def predict_with(
-    predictor: Predictor,
+    predictor: WindowModel,
     info: CheckpointInfo,
     paths: list[str],
     *,
@@ -262,7 +266,7 @@ def mask_provenance(info: CheckpointInfo) -> dict[str, Any]:
 def _predict_scene(
     path: str,
     dst: OutputPaths,
-    predictor: Predictor,
+    predictor: WindowModel,
     info: CheckpointInfo,
     opts: PredictOptions,
     *,

@@ -29,9 +29,9 @@ from seg.data.store import Scene, SceneAttrs, WindowStore
 from seg.data.window_prep import Normalisation, prepare_window, store_valid
 from seg.errors import ConfigError, InputError, StoreError
 from seg.geo.grid import Window
+from seg.inference.loading import WindowModel, load_model
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import MASK_SUFFIX, VECTOR_FORMATS, OutputPaths, SceneOutputs
-from seg.inference.predictor import Predictor, load_predictor
 from seg.inference.stitch import Stitcher
 from seg.report import SILENT, Reporter
 
@@ -87,8 +87,12 @@ def predict_store(
     started = time.perf_counter()
     store = WindowStore.open(store_path)
     _check_out(out, store_path)
-    predictor, info = load_predictor(
-        checkpoint, device=opts.device, precision=opts.precision, tta=opts.tta
+    predictor, info = load_model(
+        checkpoint,
+        device=opts.device,
+        precision=opts.precision,
+        tta=opts.tta,
+        runtime=opts.runtime,
     )
     settings = store.settings
     n_bands = settings.get("n_bands", len(settings.get("bands") or []))
@@ -144,7 +148,7 @@ def _predict_scene(
     sid: str,
     scene: Scene,
     *,
-    predictor: Predictor,
+    predictor: WindowModel,
     norm: Normalisation,
     k: int,
     batch_size: int,
