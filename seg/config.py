@@ -112,6 +112,8 @@ from typing import Annotated, Literal  # noqa: E402
 
 from pydantic import Field, model_validator  # noqa: E402
 
+from seg.notify import NotifySection  # noqa: E402
+
 
 class DataSection(Section):
     """Which windows feed the loop and how they are batched."""
@@ -291,3 +293,4 @@ class TrainConfig(Section):
     augment: AugmentSection = Field(default_factory=AugmentSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
     pix2pix: Pix2PixSection = Field(default_factory=Pix2PixSection)
+    notify: NotifySection | None = None  # webhook / e-mail when the run ends (seg.notify)

@@ -21,6 +21,7 @@ import pytest
 SEG = Path(__file__).resolve().parents[1] / "seg"
 BASE = {"seg", "seg.errors", "seg.fs", "seg.config", "seg.tile_config", "seg.checkpoint"}
 BASE |= {"seg.classes", "seg.report", "seg.shards", "seg.locks", "seg.provenance"}
+BASE |= {"seg.notify"}
 TOP = {"seg.cli", "seg.quickstart", "seg.__main__"}
 # Room -> the rooms it may import (besides itself and the base modules).
 ALLOWED: dict[str, set[str]] = {

@@ -3,11 +3,15 @@ turn running out of memory into one line that says which batch size to try."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 
+from seg import fs as segfs
 from seg.config import TrainConfig, load_config
-from seg.errors import ResourceError
+from seg.errors import Diverged, Preempted, ResourceError
 from seg.models import model_entry
+from seg.notify import message, send
 from seg.report import SILENT, Reporter
 from seg.training import runtime
 from seg.training.loop import Trainer, TrainResult
@@ -26,6 +30,40 @@ def run_training(
     """Load the config and train; the CLI's one call."""
     cfg = load_config(TrainConfig, config, overrides)
     model_entry(cfg.model.name)  # an unknown model is a config error before any work
+    started = time.monotonic()
+    event, facts = "failed", {}
+    try:
+        result = _train(cfg, data, out, resume=resume, gpus=gpus, reporter=reporter)
+        event = "finished"
+        facts = {"best": {result.metric: result.best}, "epoch": result.epoch,
+                 "step": result.step, "reason": result.reason,
+                 "checkpoint": segfs.join(out, "best.pt")}  # fmt: skip
+        return result
+    except Preempted:
+        event = "preempted"
+        raise
+    except Diverged as exc:
+        event, facts = "diverged", {"error": str(exc)}
+        raise
+    except BaseException as exc:
+        facts = {"error": (str(exc).splitlines() or [type(exc).__name__])[0][:300]}
+        raise
+    finally:
+        if cfg.notify is not None and runtime.rank_is_main():
+            body = message(event, out, seconds=round(time.monotonic() - started, 1), **facts)
+            for warning in send(cfg.notify, body):
+                reporter.warn(warning)
+
+
+def _train(
+    cfg: TrainConfig,
+    data: str,
+    out: str,
+    *,
+    resume: str | None,
+    gpus: str | None,
+    reporter: Reporter,
+) -> TrainResult:
     try:
         return Trainer(cfg, data, out, resume=resume, gpus=gpus, reporter=reporter).run()
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
