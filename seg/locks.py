@@ -30,12 +30,19 @@ class _Lock:
     def __init__(self, path: str | None, target: str, what: str) -> None:
         self.path = path  # the lock file; None: nothing to lock (gs://, or disabled)
         self.target, self.what = target, what
+        self._made: list[str] = []  # folders made for the lock file, removed again if empty
 
     def acquire(self) -> None:
         if self.path is None:
             return
         me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        missing = []
+        while folder and not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._made = missing  # deepest first
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -60,9 +67,17 @@ class _Lock:
         )
 
     def release(self) -> None:
+        """Remove the lock, and the folders acquiring it made if nothing else went into them
+        (a refused `seg predict --out new/` leaves no `new/` behind)."""
         if self.path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
+        for folder in self._made:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break  # not empty: this run wrote into it
+        self._made = []
 
     def __enter__(self) -> _Lock:
         self.acquire()

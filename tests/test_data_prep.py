@@ -284,13 +284,13 @@ def test_xview2_image_name_cannot_escape_the_output_folder(
 def test_a_bad_palette_is_one_line(
     tmp_path: Path, prep: Run, palette: str, file_text: str | None, says: str
 ) -> None:
-    from conftest import one_line_error
-
     Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "m.png")
     if file_text is not None:
         (tmp_path / palette).write_text(file_text)
         palette = str(tmp_path / palette)
     out = tmp_path / "m.tif"
     code, _, err = prep("palette", tmp_path / "m.png", "--palette", palette, "--out", out)
-    assert one_line_error(code, err) and says in err, err
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("data_prep: error: "), err
+    assert says in err, err
     assert not out.exists()

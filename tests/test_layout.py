@@ -7,7 +7,7 @@ The contract (README §Development):
       <- geo <- data
       <- geo <- evaluation
       <- models
-      <- training (models, data, evaluation, geo)      inference (models, data, geo)
+      <- training (models, data, evaluation, geo)      inference (models, data, evaluation, geo)
       <- jobs <- cli, quickstart, __main__
 """
 
@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"geo"},
     "models": set(),
     "training": {"models", "data", "evaluation", "geo"},
-    "inference": {"models", "data", "geo"},
+    "inference": {"models", "data", "evaluation", "geo"},
     "jobs": {"training", "inference", "evaluation", "models", "data", "geo"},
     "top": {"jobs", "training", "inference", "evaluation", "models", "data", "geo"},
 }

@@ -124,5 +124,10 @@ def test_an_email_goes_through_a_local_smtp_server(
     assert len(received) == 1
     mail = received[0]
     assert mail.rcpt_tos == ["team@example.org"] and mail.mail_from == "seg@example.org"
-    text = mail.content.decode()
-    assert f"seg: run {out} finished" in text and '"event": "finished"' in text
+    import email
+    from email import policy
+
+    parsed = email.message_from_bytes(mail.content, policy=policy.default)
+    assert " ".join(str(parsed["Subject"]).split()) == f"seg: run {out} finished"
+    body = json.loads(parsed.get_content())
+    assert body["event"] == "finished" and body["run"] == str(out)

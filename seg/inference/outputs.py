@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from seg import fs as segfs
+from seg.checkpoint import CheckpointInfo
 from seg.classes import NODATA, colour
 from seg.errors import ConfigError, InputError, ResourceError
 from seg.geo.cog import cog_writer, output_profile
@@ -30,6 +31,7 @@ from seg.geo.labels import stem
 from seg.geo.polygons import Polygonizer, write_vector
 from seg.geo.raster import SceneInfo
 from seg.inference.stitch import Sink
+from seg.provenance import code_provenance
 
 MASK_SUFFIX = "_mask.tif"
 VECTOR_FORMATS = ("geojson", "gpkg")
@@ -255,3 +257,13 @@ def finished(mask: str, scene: str, checkpoint: str) -> bool:
 
 def _same_path(path: str) -> str:
     return path if segfs.is_remote(path) else os.path.realpath(path.removeprefix("file://"))
+
+
+def mask_provenance(info: CheckpointInfo) -> dict[str, Any]:
+    """What made a mask: the code that predicts it, and what made its model (the store's
+    fingerprint without its scene list, which can be long)."""
+    made = dict(info.provenance)
+    store = made.get("store")
+    if isinstance(store, dict):
+        made["store"] = {k: v for k, v in store.items() if k != "scenes"}
+    return {"predicted_with": code_provenance(), "model": made}

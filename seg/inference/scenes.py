@@ -1,9 +1,8 @@
 """`predict_scenes()`: GeoTIFF scenes -> class masks on exactly each scene's grid.
 
-Per scene: overlapping windows from `seg.geo.grid.windows` (the last row/column shifted in; one
-padded window where the scene is smaller), read one window at a time, prepared exactly as the
-training data is (`seg.data.window_prep`), batched through the network, blended by
-`seg.inference.stitch.Stitcher` and written strip by strip by `seg.inference.outputs.SceneOutputs`.
+Per scene: overlapping windows from `seg.geo.grid.windows` (the last row/column shifted in),
+prepared exactly as the training data is (`seg.data.window_prep`), batched through the network,
+blended by `seg.inference.stitch.Stitcher`, written strip by strip by `outputs.SceneOutputs`.
 Memory depends on the scene width and the window size, never on the height.
 """
 
@@ -41,12 +40,12 @@ from seg.inference.outputs import (
     SceneOutputs,
     check_existing,
     finished,
+    mask_provenance,
     output_paths,
 )
 from seg.inference.pipeline import Behind, prefetch, return_freed_memory
 from seg.inference.stitch import Sink, Stitcher
 from seg.locks import FileLock
-from seg.provenance import code_provenance
 from seg.report import SILENT, Bar, Reporter
 
 # read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
@@ -238,7 +237,7 @@ def predict_with(
                     continue
                 try:  # a damaged file whose header reads fine fails here, in one line
                     summary.windows += _predict_scene(
-                        path, dst, predictor, info, opts, tags={**tags, "SEG_SOURCE": path},
+                        path, dst, predictor, info, opts=opts, tags={**tags, "SEG_SOURCE": path},
                         norm=norm, overlap=overlap, read_bands=read_bands, bar=bar,
                     )  # fmt: skip
                 except READ_ERRORS as exc:
@@ -253,23 +252,13 @@ def predict_with(
     return summary
 
 
-def mask_provenance(info: CheckpointInfo) -> dict[str, Any]:
-    """What made a mask: the code that predicts it, and what made its model (the store's
-    fingerprint without its scene list, which can be long)."""
-    made = dict(info.provenance)
-    store = made.get("store")
-    if isinstance(store, dict):
-        made["store"] = {k: v for k, v in store.items() if k != "scenes"}
-    return {"predicted_with": code_provenance(), "model": made}
-
-
 def _predict_scene(
     path: str,
     dst: OutputPaths,
     predictor: WindowModel,
     info: CheckpointInfo,
-    opts: PredictOptions,
     *,
+    opts: PredictOptions,
     tags: dict[str, Any],
     norm: Normalisation,
     overlap: int,

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch.distributed as dist
 
-from seg import checkpoint as ckpt
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo
 from seg.config import TrainConfig
@@ -22,7 +21,7 @@ from seg.locks import FolderLock
 from seg.models.unet import check_scale
 from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
-from seg.training import runtime
+from seg.training import run_folder, runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
 from seg.training.steps import Step, StepSpec
 from seg.training.trainers import build_step
@@ -56,14 +55,14 @@ class Session:
         if self.ddp.is_main:
             segfs.check_writable(out)
         self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
-        self.resume_from = ckpt.choose_resume(out, resume)
+        self.resume_from = run_folder.choose_resume(out, resume)
         resume_path, state = self.resume_from or ("", None)
         bands, size = info.bands, info.size
         amp = runtime.amp_dtype(cfg.train, self.device)
         runtime.preflight(cfg, self.device, bands=bands, size=size, amp=amp is not None)
         runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
         if state:
-            ckpt.check_compatible(
+            run_folder.check_compatible(
                 state,
                 resume_path,
                 model_name=cfg.model.name,
@@ -135,7 +134,7 @@ class Session:
             self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
             self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
             self.stopping.load_state_dict(state.get("early_stopping", {}))
-            ckpt.set_rng_state(state["rng"])
+            run_folder.set_rng_state(state["rng"])
         self.signal: str | None = None
         # Last, after every check: one writer per run folder (a second `seg train --out` into
         # it is refused), and what a killed writer left half-written is removed.
@@ -172,14 +171,16 @@ class Session:
             "epoch": self.epoch,
             "step": self.global_step,
             "batch_in_epoch": self.batch_in_epoch,
-            "rng": ckpt.rng_state(),
+            "rng": run_folder.rng_state(),
             "early_stopping": self.stopping.state_dict(),
         }
 
     def save(self, *names: str) -> None:
         """Save on rank 0: periodic snapshots first, `last.pt` (and the pointer) last."""
         if self.ddp.is_main:
-            ckpt.save_run_checkpoints(self.out, list(names), self.state(), self.cfg.checkpoint.keep)
+            run_folder.save_run_checkpoints(
+                self.out, list(names), self.state(), self.cfg.checkpoint.keep
+            )
         if self.ddp.enabled:
             dist.barrier()
 
@@ -195,7 +196,7 @@ class Session:
         )
 
     def _diverged(self, loss: float) -> Diverged:
-        last = ckpt.find_resume(self.out) if self.ddp.is_main else None
+        last = run_folder.find_resume(self.out) if self.ddp.is_main else None
         kept = (
             f"the last good checkpoint is {last[0]} (step {last[1]['step']})"
             if last

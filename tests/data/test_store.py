@@ -87,7 +87,7 @@ def test_writer_writes_whole_shards_trims_and_marks_done_last(tmp_path: Path) ->
 def test_writer_shards_are_byte_identical_to_plain_zarr_writes(tmp_path: Path) -> None:
     """The writer skips zarr's empty-chunk checks on shards without empty windows: the bytes
     must still be exactly what plain zarr writes, empty windows (left out of shards) included."""
-    from seg.data.schema import IMAGE_CODEC, MASK_CODEC
+    from seg.data.schema import CHECKSUM, IMAGE_CODEC, MASK_CODEC
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(20, 2, 32, 32), dtype=np.uint8)  # (N, C, S, S)
@@ -117,7 +117,7 @@ def test_writer_shards_are_byte_identical_to_plain_zarr_writes(tmp_path: Path) -
             chunks=(1, *data.shape[1:]),
             shards=(8, *data.shape[1:]),
             dtype="uint8",
-            compressors=[codec],
+            compressors=[codec, CHECKSUM],
             fill_value=fill,
         )
         for start in range(0, 20, 8):
