@@ -237,6 +237,20 @@ def eval_window_size_zero(tmp: Path) -> tuple[list[Any], Path]:
     return ["eval", pred, truth, "--window-size", "0", "--out", out], out
 
 
+def eval_truth_beyond_the_classes(tmp: Path) -> tuple[list[Any], Path]:
+    from conftest import make_checkpoint
+
+    s = scene(tmp)
+    mask = tmp / "pred" / "s_mask.tif"
+    ckpt = make_checkpoint(tmp / "best.pt", size=64)
+    from seg.inference.scenes import predict_scenes
+
+    predict_scenes([str(s)], checkpoint=str(ckpt), out=str(mask))
+    truth = write_geotiff(tmp / "t.tif", np.full((64, 64), 7, np.uint8))
+    out = tmp / "report"
+    return ["eval", mask, truth, "--out", out], out
+
+
 def eval_truth_missing(tmp: Path) -> tuple[list[Any], Path]:
     pred = write_geotiff(tmp / "pred.tif", np.zeros((60, 80), np.uint8), transform=T)
     out = tmp / "report"
@@ -290,6 +304,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "predict: checkpoint is a folder": (predict_checkpoint_is_a_folder, "is a folder"),
     "eval: --window-size 0": (eval_window_size_zero, "--window-size 0 must be 1 or more"),
     "eval: truth does not exist": (eval_truth_missing, "does not exist"),
+    "eval: truth ids beyond the classes": (eval_truth_beyond_the_classes, "class id 7"),
     "tile: --shard-count 0": (tile_shard_count_zero, "--shard-count 0 must be 1 or more"),
     "tile: a folder without rasters": (tile_folder_without_rasters, "holds no raster"),
     "predict: --overlap as big as the window": (predict_overlap_too_big, "--overlap 64 must be"),

@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 from conftest import make_checkpoint, one_line_error, synthetic_pair, write_geotiff
 
 from seg import fs as segfs
@@ -157,3 +159,36 @@ def test_a_mask_of_another_checkpoint_is_not_taken_for_done(tmp_path: Path, seg_
     assert (out / "x_mask.tif").read_bytes() == mask
     code, _, err = seg_run("predict", s, "-k", second, "--out", out, "--overwrite", "-q")
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_predict_killed_at_seeded_moments_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
+    """kill -9 of `seg predict` at seeded random moments; the re-run's masks equal an
+    uninterrupted run's, and no temporary, lock or work folder is left anywhere."""
+    import random
+    import signal
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(70, 64), (400, 330), (96, 64)]):
+        write_geotiff(folder / f"k{i}.tif", synthetic_pair(h, w, 3, seed=i)[0])
+    ckpt = make_checkpoint(tmp_path / "best.pt", size=64)
+    cmd = [sys.executable, "-m", "seg", "predict", str(folder), "-k", str(ckpt), "-q",
+           "--probabilities"]  # fmt: skip
+    clean = tmp_path / "clean"
+    subprocess.run([*cmd, "--out", str(clean)], check=True, capture_output=True)
+    rng = random.Random(7)
+    for trial in range(3):
+        out = tmp_path / f"killed{trial}"
+        proc = subprocess.Popen([*cmd, "--out", str(out)], stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 6.0))  # import (~2-3 s) to the middle of the big scene
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rerun = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in clean.iterdir())
+        for p in clean.iterdir():
+            with rasterio.open(p) as a, rasterio.open(out / p.name) as b:
+                np.testing.assert_array_equal(a.read(), b.read())
+        temp = Path(tempfile.gettempdir())
+        assert not list(temp.glob(f"seg-cog-{proc.pid}-*")), "a killed writer's work folder"

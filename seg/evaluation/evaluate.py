@@ -178,6 +178,12 @@ def score_mask(
             h = min(STRIP, info.height - r)
             pred = ds.read(1, window=Window(r, 0, h, info.width).to_rasterio())  # (h, W)
             t = labels.strip(r, h)  # (h, W)
+            top = int(t[t != IGNORE].max(initial=0))
+            if classes and top >= len(classes):
+                raise InputError(
+                    f"truth {truth} holds class id {top} but the mask's classes are {classes};"
+                    " score against labels of the same classes"
+                )
             missing = (pred == IGNORE) & (t != IGNORE)
             unpredicted += int(missing.sum())
             t = np.where(missing, IGNORE, t).astype(np.uint8)
