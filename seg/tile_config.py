@@ -25,6 +25,10 @@ class SplitSection(Section):
     train_scenes: list[str] = Field(default_factory=list)
     val_scenes: list[str] = Field(default_factory=list)
     test_scenes: list[str] = Field(default_factory=list)
+    # When no scene would be held out for validation (one scene, say): split every training
+    # scene inside itself instead, by blocks of one window's footprint, with the windows that
+    # overlap a held-out block left out of training (no pixel is in both). Recorded per scene.
+    blocks: bool = False
 
 
 class TileConfig(Section):

@@ -43,6 +43,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         subsample_seed: int = 0,
         store: WindowStore | None = None,
         per_scene: bool = False,
+        split: str | None = None,
     ) -> None:
         self.store_path = store_path
         self.scene_ids = list(scene_ids)
@@ -61,7 +62,10 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                     f"scene {sid!r} in {store_path} has no labels;"
                     " re-tile it with --labels to train on it"
                 )
-            pairs.extend((k, i) for i in range(len(scene)))
+            # A scene split inside itself (splits.blocks) gives only this split's windows.
+            inside = scene.attrs.window_splits if split is not None else {}
+            numbers = inside.get(split or "", []) if inside else range(len(scene))
+            pairs.extend((k, i) for i in numbers)
         index = np.asarray(pairs, np.int64).reshape(-1, 2)
         if max_windows is not None and len(index) > max_windows:
             pick = np.random.default_rng(subsample_seed).choice(len(index), max_windows, False)
@@ -196,8 +200,10 @@ def build_datasets(
         subsample_seed=seed,
         store=store,
         per_scene=per_scene,
+        split=d.train_split,
     )
-    val = WindowDataset(data, info.val_ids, norm, store=store, per_scene=per_scene)
+    val_split = d.train_split if info.val_from_train else d.val_split
+    val = WindowDataset(data, info.val_ids, norm, store=store, per_scene=per_scene, split=val_split)
     cap = d.max_val_windows or default_val_windows
     if cap and len(val) > cap:
         keep = np.linspace(0, len(val) - 1, cap).round().astype(np.int64)

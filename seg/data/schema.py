@@ -53,6 +53,8 @@ class SceneAttrs:
     split: str | None = None
     skipped_windows: int = 0
     n_windows: int = 0
+    # A scene split inside itself (splits.blocks): split -> its window numbers; {} otherwise.
+    window_splits: dict[str, list[int]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of_scene(
@@ -110,6 +112,9 @@ class SceneAttrs:
                 split=d.get("split"),
                 skipped_windows=int(d.get("skipped_windows", 0)),
                 n_windows=int(d.get("n_windows", 0)),
+                window_splits={
+                    str(k): [int(i) for i in v] for k, v in (d.get("window_splits") or {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"a scene's attributes are damaged ({exc}); re-tile it") from exc

@@ -228,7 +228,11 @@ class WindowStore:
         ids = sorted(k for k, g in self.root.groups() if g.attrs.get("done", False))
         if split is not None:
             splits = self.splits
-            ids = [s for s in ids if splits.get(s) == split]
+            ids = [
+                s for s in ids
+                if splits.get(s) == split
+                or (splits.get(s) == "blocks" and self.scene(s).attrs.window_splits.get(split))
+            ]  # fmt: skip
         return ids
 
     def fingerprint(self) -> dict[str, Any]:

@@ -13,14 +13,14 @@ import errno
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rasterio
 
 from seg import fs as segfs
 from seg.classes import IGNORE
-from seg.data.splits import assign_splits
+from seg.data.splits import BLOCKS, assign_splits, block_split
 from seg.data.store import BandStats, SceneAttrs, WindowStore
 from seg.data.tile_inputs import Prepared, check_classes, check_inputs, resolve_labels
 from seg.errors import InputError, ResourceError, SegError
@@ -214,6 +214,7 @@ def _tile_one(
     stats = BandStats.empty(len(info.bands))
     counted = 0  # scene rows already in the band statistics (strips overlap when stride < size)
     kept = skipped = 0
+    placed: list[tuple[int, int, int, int]] = []  # the stored windows, in order
     with open_raster(info.path) as ds, ThreadPoolExecutor(1, "seg-strip-reader") as reader:
 
         def load(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -253,6 +254,7 @@ def _tile_one(
                     # Views of the strip; the writer copies them into its shard buffer and pads.
                     mask = labels[:, c : c + w] if labels is not None else None
                     writer.add(image[:, :, c : c + w], mask, (r, c, h, w))
+                    placed.append((r, c, h, w))
                     kept += 1
                     bar.advance()
         except BaseException:
@@ -260,6 +262,12 @@ def _tile_one(
             raise
     labels_desc = lab.describe() if lab is not None else None
     attrs = SceneAttrs.of_scene(info, stats, labels=labels_desc, split=split, skipped=skipped)
+    if split == BLOCKS:
+        try:
+            attrs = replace(attrs, window_splits=block_split(placed, size, cfg.splits, scene_id))
+        except BaseException:
+            writer.close()
+            raise
     writer.finish(attrs)
     summary.windows += kept
     summary.skipped += skipped

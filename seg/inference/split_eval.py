@@ -30,6 +30,11 @@ def split_pairs(store_path: str, split: str) -> list[tuple[str, str]]:
     pairs = []
     for sid in ids:
         attrs = store.scene(sid).attrs
+        if attrs.window_splits:
+            raise InputError(
+                f"scene {sid!r} of {store_path} is split inside itself (splits.blocks): its"
+                f" {split} windows are not a whole scene; score whole held-out scenes"
+            )
         if not attrs.labels:
             raise InputError(f"scene {sid!r} of {store_path} was tiled without labels")
         if is_vector(attrs.labels):

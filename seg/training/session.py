@@ -80,7 +80,8 @@ class Session:
         if info.val_from_train:
             self.reporter.warn(
                 f"split {cfg.data.val_split!r} has no scenes in {data}: validating on training"
-                " windows (optimistic figures); tile more scenes to hold some out"
+                " windows (optimistic figures); tile more scenes to hold some out, or re-tile"
+                " with --set splits.blocks=true to hold out blocks inside the scenes"
             )
         d = cfg.data
         per_rank = len(self.train_set) // (d.batch_size * self.ddp.world)
