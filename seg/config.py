@@ -157,7 +157,9 @@ class ModelSection(Section):
 
 class LossSection(Section):
     name: Literal["ce", "dice", "ce_dice", "focal"] = "ce_dice"
-    class_weights: list[float] | None = None
+    # One weight per class, or "auto": from the training labels' frequencies (^-1/2; see
+    # seg.training.class_balance). None = every class weighs 1.
+    class_weights: list[float] | Literal["auto"] | None = None
     dice_weight: Annotated[float, Field(ge=0.0)] = 1.0
     focal_gamma: Annotated[float, Field(ge=0.0)] = 2.0
 

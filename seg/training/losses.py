@@ -51,6 +51,8 @@ def focal_loss(
 def build_loss(section: LossSection, num_classes: int, device: torch.device) -> LossFn:
     """A loss function (logits, target) -> scalar for the configured name."""
     weight: torch.Tensor | None = None
+    if section.class_weights == "auto":
+        raise ConfigError("loss.class_weights auto is resolved by the training session")
     if section.class_weights is not None:
         if len(section.class_weights) != num_classes:
             raise ConfigError(

@@ -23,6 +23,7 @@ from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
 from seg.training import run_folder, runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
+from seg.training.class_balance import balanced_weights, class_frequencies
 from seg.training.steps import Step, StepSpec
 from seg.training.trainers import build_step
 from seg.training.validation import EarlyStopping, Validator, check_metric_name
@@ -77,6 +78,14 @@ class Session:
         # A budgeted run validates on an evenly spaced subsample unless data.max_val_windows says.
         cap = VAL_WINDOWS if cfg.train.time_budget_s else None
         self.train_set, val_set = build_datasets(info, self.norm, cfg, cap)
+        if cfg.loss.class_weights == "auto":
+            weights = balanced_weights(class_frequencies(self.train_set, len(self.classes)))
+            self.reporter.note(
+                "class weights (auto): "
+                + ", ".join(f"{c} {w:g}" for c, w in zip(self.classes, weights, strict=True))
+            )
+            loss = cfg.loss.model_copy(update={"class_weights": weights})
+            self.cfg = cfg = cfg.model_copy(update={"loss": loss})
         if info.val_from_train:
             self.reporter.warn(
                 f"split {cfg.data.val_split!r} has no scenes in {data}: validating on training"
