@@ -33,7 +33,12 @@ class UNet(smp.Unet):
         if self.scale == 1.0:
             return super().forward(x)
         size = x.shape[-2:]
-        small = F.interpolate(x, scale_factor=self.scale, mode="area")  # (B, C, sH, sW)
+        k = round(1.0 / self.scale)
+        if abs(k * self.scale - 1.0) < 1e-9:  # 1/k: k x k means, an AveragePool in ONNX too
+            small = F.avg_pool2d(x, k)  # (B, C, H/k, W/k)
+        else:
+            shape = (round(size[0] * self.scale), round(size[1] * self.scale))
+            small = F.interpolate(x, size=shape, mode="area")  # (B, C, sH, sW)
         logits = super().forward(small)  # (B, K, sH, sW)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
