@@ -10,7 +10,9 @@ RSS sampled every 5 ms while the job runs (imports excluded: torch alone is ~0.7
 Ratios are printed from one run, side by side:
 - overhead = `seg predict` time / bare forward time over the same number of windows (goal <= 1.10);
 - memory   = peak RSS at each scene size, and largest / smallest (goal: flat, <= 1.2);
-- merger   = TileMerger time and peak RSS / `seg predict`'s on the same scene and model.
+- merger   = TileMerger time and peak RSS / `seg predict`'s on the same scene and model;
+- runtime  = `seg predict` with the UNet checkpoint on torch vs its ONNX export on ONNX Runtime
+  (`seg export --format onnx`), same scene: time ratio and the share of equal mask pixels.
 Memory and merger runs use a per-pixel 1x1-conv network so that a 16384² scene takes seconds:
 the network's own memory is per batch, the same at every scene size.
 """
@@ -101,6 +103,10 @@ def network(kind: str, ckpt: str, size: int) -> tuple[Any, Any]:
 
     if kind == "unet":
         return load_predictor(ckpt)
+    if kind == "onnx":
+        from seg.inference.onnx_predictor import load_onnx
+
+        return load_onnx(ckpt)
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(C, K, 1)
     info = CheckpointInfo(
@@ -273,6 +279,26 @@ def main() -> None:
             "ratio_largest_smallest": mem[sizes[-1]] / mem[sizes[0]],
             "above_baseline_mb": {s: v - base for s, v in mem.items()},
         }
+        # 4 (first: the UNet runs on the overhead scene). torch vs ONNX Runtime, same model.
+        from seg.inference.export import export_model
+
+        onnx_path = str(Path(tmp) / "unet.onnx")
+        export_model(ckpt, "onnx", onnx_path)
+        on_torch = job("predict", "unet", overhead_size, "torch.tif")
+        spec = {**common, "ckpt": onnx_path, "kind": "predict", "model": "onnx"}
+        spec.update(scene=scenes[overhead_size], height=overhead_size, width=overhead_size)
+        on_ort = run({**spec, "out": str(Path(tmp) / "ort.tif")}, fresh)
+        import rasterio
+
+        with rasterio.open(Path(tmp) / "torch.tif") as a, rasterio.open(Path(tmp) / "ort.tif") as b:
+            same = float((a.read(1) == b.read(1)).mean())
+        results["runtime"] = {
+            "size": overhead_size,
+            "torch_s": on_torch["seconds"],
+            "onnxruntime_s": on_ort["seconds"],
+            "time_ratio": on_ort["seconds"] / on_torch["seconds"],
+            "equal_pixels": same,
+        }
         # 3. Whole-array merger vs ours, same scene, same network.
         ours = job("predict", "pixel", merger_size, "ours.tif")
         tb = job("toolbelt", "pixel", merger_size, "tb.tif")
@@ -332,6 +358,12 @@ def report(r: dict[str, Any]) -> None:
         f"merger    {g['size']}²: seg predict {g['seg_s']:.2f} s / {g['seg_rss_mb']:.0f} MB,"
         f" toolbelt TileMerger {g['toolbelt_s']:.2f} s / {g['toolbelt_rss_mb']:.0f} MB"
         f" -> TileMerger/seg time {g['time_ratio']:.2f}x, memory {g['rss_ratio']:.2f}x"
+    )
+    t = r["runtime"]
+    print(
+        f"runtime   {t['size']}² UNet: torch {t['torch_s']:.2f} s, ONNX Runtime"
+        f" {t['onnxruntime_s']:.2f} s -> ORT/torch time {t['time_ratio']:.2f}x,"
+        f" equal mask pixels {t['equal_pixels']:.4f}"
     )
 
 

@@ -22,10 +22,11 @@ def test_bench_predict_quick(tmp_path: Path) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for line in ("overhead", "memory", "merger"):
+    for line in ("overhead", "memory", "merger", "runtime"):
         assert line in proc.stdout
     r = json.loads(out.read_text())
     assert r["overhead"]["windows"] > 1 and r["overhead"]["ratio"] > 0
     assert set(r["memory"]["peak_rss_mb"]) == {"256", "512", "1024"}
     assert r["memory"]["baseline_rss_mb"] > 0
     assert r["merger"]["toolbelt_rss_mb"] > 0 and r["merger"]["time_ratio"] > 0
+    assert r["runtime"]["time_ratio"] > 0 and r["runtime"]["equal_pixels"] >= 0.999
