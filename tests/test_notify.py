@@ -131,3 +131,29 @@ def test_an_email_goes_through_a_local_smtp_server(
     assert " ".join(str(parsed["Subject"]).split()) == f"seg: run {out} finished"
     body = json.loads(parsed.get_content())
     assert body["event"] == "finished" and body["run"] == str(out)
+
+
+def test_a_queue_job_that_ends_is_told_once(tmp_path: Path, monkeypatch, webhook) -> None:
+    """JOBS.yaml `notify:` reaches every job; each one says when it ends (done, or failed after
+    its retries), from the worker that ran it."""
+    import sys
+
+    from seg.jobs.jobs_file import load_jobs
+    from seg.jobs.worker import JobFailed, run_job
+
+    url, got = webhook
+    monkeypatch.setenv("SEG_TEST_HOOK", url)
+    jobs_yaml = tmp_path / "JOBS.yaml"
+    jobs_yaml.write_text(
+        "notify: {webhook_env: SEG_TEST_HOOK}\n"
+        "jobs:\n"
+        f"  - {{name: ok, program: [{sys.executable}, -c, 'pass']}}\n"
+        f"  - {{name: bad, program: [{sys.executable}, -c, 'raise SystemExit(3)'], retries: 0}}\n"
+    )
+    _, jobs = load_jobs(str(jobs_yaml), str(tmp_path / "runs"))
+    by_name = {j.name: j for j in jobs}
+    run_job(by_name["ok"].to_dict(), str(tmp_path))
+    with pytest.raises(JobFailed):
+        run_job(by_name["bad"].to_dict(), str(tmp_path))
+    assert [(b["job"], b["event"]) for b in got] == [("ok", "finished"), ("bad", "failed")]
+    assert got[1]["error"].startswith("exit 3") and got[0]["attempts"] == 1

@@ -35,6 +35,7 @@ from pydantic import Field
 from seg import fs as segfs
 from seg.config import Section, read_yaml, validate_dict
 from seg.errors import ConfigError
+from seg.notify import NotifySection
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 GPU_COMMANDS = {"train", "predict", "eval", "export"}
@@ -64,6 +65,8 @@ class SweepEntry(Section):
 
 class JobsFile(Section):
     runs: str | None = None
+    # Said for every job that ends (done, or failed after its retries): seg.notify.
+    notify: NotifySection | None = None
     preemptions: Annotated[int, Field(ge=0, le=1000)] = 20  # exit-75 restarts allowed per job
     jobs: list[JobEntry] = Field(default_factory=list)
     sweeps: list[SweepEntry] = Field(default_factory=list)
@@ -83,6 +86,7 @@ class Job:
     preemptions: int = 20
     sweep: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    notify: dict[str, Any] | None = None  # a NotifySection, as plain data (jobs cross processes)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -227,4 +231,7 @@ def load_jobs(path: str, runs: str | None) -> tuple[str, list[Job]]:
         seen.add(name)
     if not jobs:
         raise ConfigError(f"{path} holds no jobs: add a 'jobs:' or 'sweeps:' list")
+    if spec.notify is not None:
+        for job in jobs:
+            job.notify = spec.notify.model_dump()
     return runs, _ordered(jobs, groups)

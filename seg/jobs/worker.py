@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from seg import fs as segfs
 from seg.errors import EXIT_PREEMPTED
 from seg.jobs import state as jobstate
 from seg.jobs.jobs_file import Job
+from seg.notify import NotifySection, message, send
 
 # Started in the child before seg: die with the worker (SIGTERM -> checkpoint, exit 75), and
 # if the worker is already gone, do not start at all.
@@ -184,6 +186,7 @@ def run_job(job_dict: dict[str, Any], cwd: str | None, *upstream: Any) -> dict[s
                     os.remove(tmp)
             if code == 0:
                 jobstate.update_state(job.run_dir, state="done", exit_code=0, finished=time.time())
+                _tell(job, "finished", counts)
                 return {"name": job.name, "state": "done", **counts}
             if code == EXIT_PREEMPTED:
                 counts["preempted"] += 1
@@ -201,8 +204,18 @@ def run_job(job_dict: dict[str, Any], cwd: str | None, *upstream: Any) -> dict[s
                     message=message,
                     finished=time.time(),
                 )
+                _tell(job, "failed", counts, error=message)
                 raise JobFailed(f"job {job.name}: {message}")
             jobstate.update_state(job.run_dir, **counts, state="retrying", exit_code=code)
+
+
+def _tell(job: Job, event: str, counts: dict[str, int], **facts: Any) -> None:
+    """The JOBS.yaml `notify:` for a job that ended; a failing notifier is only logged."""
+    if job.notify is None:
+        return
+    body = message(event, job.run_dir, job=job.name, **counts, **facts)
+    for warning in send(NotifySection.model_validate(job.notify), body):
+        logging.getLogger("seg.jobs").warning(warning)
 
 
 def _worker_address() -> str:
