@@ -29,4 +29,6 @@ def test_bench_predict_quick(tmp_path: Path) -> None:
     assert set(r["memory"]["peak_rss_mb"]) == {"256", "512", "1024"}
     assert r["memory"]["baseline_rss_mb"] > 0
     assert r["merger"]["toolbelt_rss_mb"] > 0 and r["merger"]["time_ratio"] > 0
-    assert r["runtime"]["time_ratio"] > 0 and r["runtime"]["equal_pixels"] >= 0.999
+    # torch at its default precision (bf16 on CPUs that have it) vs ONNX Runtime in fp32; the
+    # fp32-to-fp32 comparison (>= 99.9 %) is tests/inference/test_export.py's.
+    assert r["runtime"]["time_ratio"] > 0 and r["runtime"]["equal_pixels"] >= 0.99

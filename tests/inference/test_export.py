@@ -81,7 +81,9 @@ def test_torchscript_export_runs_elsewhere_but_predict_will_not_load_it(
     assert seg_run("export", ckpt, "--format", "torchscript", "--out", model)[0] == 0
     extra = {"seg.json": ""}
     traced = torch.jit.load(str(model), _extra_files=extra)  # what another runtime does
-    assert '"class_names": ["background", "building"]' in extra["seg.json"]
+    text = extra["seg.json"]
+    text = text.decode() if isinstance(text, bytes) else text
+    assert '"class_names": ["background", "building"]' in text
     torch_runner, _ = load_predictor(str(ckpt), device="cpu", precision="fp32")
     x = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import make_checkpoint
-from train_helpers import seg_inprocess, train_args
+from train_helpers import CONFIG, seg_inprocess, train_args
 
 from seg.checkpoint import load_checkpoint
 
@@ -17,11 +18,14 @@ def run(monkeypatch, capsys, store: Path, out: Path, *extra: str) -> tuple[int, 
 
 
 CONV = "encoder.features.0.0.weight"
+# The shipped config's model options: an earlier model must have been built the same way.
+SHIPPED = yaml.safe_load(Path(CONFIG).read_text())["model"]
+SAME = {"decoder_channels": SHIPPED["decoder_channels"], "scale": SHIPPED["scale"]}
 
 
 def earlier_model(path: Path, **kwargs: object) -> tuple[Path, torch.Tensor]:
     """A checkpoint whose first conv is unlike any fresh init (which seed 0 would repeat)."""
-    make_checkpoint(path, size=64, **kwargs)  # type: ignore[arg-type]
+    make_checkpoint(path, size=64, **{**SAME, **kwargs})  # type: ignore[arg-type]
     state = load_checkpoint(str(path))
     state["state_dict"][CONV] = state["state_dict"][CONV] + 0.5
     torch.save(state, path)
@@ -53,7 +57,7 @@ def test_init_from_with_other_classes_starts_the_head_afresh(
     make_store, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     store = make_store({"a": "train", "b": "val"}, windows=2)
-    source = make_checkpoint(tmp_path / "three.pt", size=64, classes=3)
+    source = make_checkpoint(tmp_path / "three.pt", size=64, classes=3, **SAME)
     out = tmp_path / "run"
     code, err = run(
         monkeypatch, capsys, store, out, f"model.init_from={source}", "train.epochs=1",
@@ -67,9 +71,9 @@ def test_init_from_with_other_classes_starts_the_head_afresh(
 @pytest.mark.parametrize(
     ("make", "says"),
     [
-        (lambda p: make_checkpoint(p, bands=4, size=64), "trained on 4 bands"),
+        (lambda p: make_checkpoint(p, bands=4, size=64, **SAME), "trained on 4 bands"),
         (
-            lambda p: make_checkpoint(p, size=64, decoder_channels=[64, 32, 16, 8, 8]),
+            lambda p: make_checkpoint(p, size=64, scale=0.5, decoder_channels=[64, 32, 16, 8, 8]),
             "does not fit this model",
         ),
     ],
