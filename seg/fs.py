@@ -206,6 +206,41 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
             os.remove(tmp)
 
 
+def write_files_atomic(folder: str, files: dict[str, bytes]) -> list[str]:
+    """Write several files into `folder`, all or none: locally into a temporary folder first,
+    then renamed in (needs no space); gs:// objects are each atomic already."""
+    import shutil
+
+    paths = [join(folder, name) for name in files]
+    if is_remote(folder):
+        for path, data in zip(paths, files.values(), strict=True):
+            write_bytes_atomic(path, data)
+        return paths
+    local = str(folder).removeprefix("file://")
+    made = not os.path.isdir(local)
+    os.makedirs(local, exist_ok=True)
+    work = os.path.join(local, f".seg-files.{uuid.uuid4().hex}.tmp")
+    try:
+        for name, data in files.items():
+            target = os.path.join(work, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for name in files:
+            final = os.path.join(local, name)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(os.path.join(work, name), final)
+    except BaseException:
+        if made:
+            shutil.rmtree(local, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return paths
+
+
 @contextlib.contextmanager
 def local_copy_for_write(path: str, suffix: str = "") -> Iterator[str]:
     """Yield a local temporary path; on success it becomes `path` atomically (local or gs://).

@@ -95,3 +95,17 @@ def test_train_on_a_full_disk(tmp_path: Path, small_disk: Path, seg_run: Run) ->
     )  # fmt: skip
     assert fails_in_one_line(code, err) and "no space left" in err.lower(), err
     assert not [p for p in leftovers(small_disk) if p.endswith(".pt") or ".tmp" in p]
+
+
+def test_eval_on_a_full_disk_leaves_no_report_without_its_overlay(
+    tmp_path: Path, small_disk: Path, seg_run: Run
+) -> None:
+    s = noise_scene(tmp_path)
+    ckpt = make_checkpoint(tmp_path / "best.pt", size=64)
+    mask = tmp_path / "n_pred.tif"
+    assert seg_run("predict", s, "-k", ckpt, "--out", mask, "-q")[0] == 0
+    fill(small_disk, leave=8 * 1024)  # room for report.json, not for the overlay too
+    out = small_disk / "report"
+    code, _, err = seg_run("eval", mask, tmp_path / "n_mask.tif", "--out", out)
+    assert one_line_error(code, err) and "no space left" in err.lower(), err
+    assert leftovers(small_disk) == ["filler"]  # all or nothing

@@ -9,6 +9,7 @@ the prediction windows with IoU in the interior: a stitcher with seams scores wo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -277,15 +278,17 @@ def write_report(
     folder = out or (os.path.splitext(prediction)[0] + "_eval")
     if image is None and tags.get("SEG_SOURCE") and segfs.exists(tags["SEG_SOURCE"]):
         image = tags["SEG_SOURCE"]
-    files = [segfs.join(folder, n) for n in ("report.json", "report.md", "overlay.png")]
     png = overlay_png(info, prediction, truth, image)
+    body = {
+        "report.json": json.dumps(report.data, indent=2).encode(),
+        "report.md": (f"# {stem(prediction)}\n\n" + report.markdown + "\n").encode(),
+        "overlay.png": png,
+    }
     try:
-        segfs.write_bytes_atomic(files[0], json.dumps(report.data, indent=2).encode())
-        segfs.write_bytes_atomic(
-            files[1], (f"# {stem(prediction)}\n\n" + report.markdown + "\n").encode()
-        )
-        segfs.write_bytes_atomic(files[2], png)
+        files = segfs.write_files_atomic(folder, body)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
         raise InputError(
             f"cannot write the report to {folder}: {exc}; choose a writable --out"
         ) from exc

@@ -10,6 +10,7 @@ that needs nothing else (its pictures are inside it).
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import json
 import os
@@ -153,19 +154,19 @@ def _write(report: PooledReport, out: str, pairs: dict[str, Pair], worst: list[s
         with open_raster(p.prediction) as ds:
             info = scene_info(ds, p.prediction, [1], pixel_space=True)
         pictures[scene] = overlay_png(info, p.prediction, p.truth, p.image)
-    files = [segfs.join(out, n) for n in ("report.json", "report.md", "report.html")]
-    try:
-        for scene, png in pictures.items():
-            path = segfs.join(out, "overlays", f"{scene}.png")
-            segfs.write_bytes_atomic(path, png)
-            files.append(path)
-        segfs.write_bytes_atomic(files[0], json.dumps(report.data, indent=2).encode())
-        segfs.write_bytes_atomic(files[1], ("# seg eval\n\n" + report.markdown + "\n").encode())
-        segfs.write_bytes_atomic(files[2], page(report.data, pictures).encode())
+    body = {
+        "report.json": json.dumps(report.data, indent=2).encode(),
+        "report.md": ("# seg eval\n\n" + report.markdown + "\n").encode(),
+        "report.html": page(report.data, pictures).encode(),
+        **{f"overlays/{scene}.png": png for scene, png in pictures.items()},
+    }
+    try:  # all or nothing: a full disk leaves no report without its pictures
+        files = segfs.write_files_atomic(out, body)
     except OSError as exc:
-        raise InputError(
-            f"cannot write the report to {out}: {exc}; choose a writable --out"
-        ) from exc
+        if exc.errno == errno.ENOSPC:
+            raise
+        reason = f"cannot write the report to {out}: {exc}"
+        raise InputError(f"{reason}; choose a writable --out") from exc
     return files
 
 
