@@ -15,6 +15,8 @@ from train_helpers import seg_inprocess, train_args
 
 SECRET = "tok-3f9c2a"  # in the webhook URL, as Slack/Teams/ntfy tokens are
 
+pytestmark = pytest.mark.slow  # several real training runs
+
 
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:

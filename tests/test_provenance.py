@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 import yaml
 from conftest import one_line_error, synthetic_pair, write_geotiff
@@ -20,6 +21,8 @@ from seg.data.store import WindowStore
 from seg.provenance import code_provenance
 
 Run = Callable[..., tuple[int, str, str]]
+
+pytestmark = pytest.mark.slow  # several real training runs
 
 
 def test_a_run_records_its_code_and_data_down_to_the_mask(

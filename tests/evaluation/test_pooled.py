@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import make_checkpoint, one_line_error, synthetic_pair, write_geotiff
 
 Run = Callable[..., tuple[int, str, str]]
@@ -56,6 +57,7 @@ def test_a_folder_of_masks_pools_the_confusion_matrices(tmp_path: Path, seg_run:
     assert f"{data['miou']:.4f}" in page and "3 scenes, pooled" in text
 
 
+@pytest.mark.slow
 def test_a_store_split_is_predicted_and_scored_in_one_command(tmp_path: Path, seg_run: Run) -> None:
     scenes = scenes_with_labels(tmp_path / "scenes")
     store = tmp_path / "ds.zarr"

@@ -26,6 +26,7 @@ def masks_and_probs(seg_run: Run, scene: Path, model: Path, out: Path) -> tuple[
         return m.read(1), p.read().astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_onnx_export_predicts_like_the_checkpoint(
     tmp_path: Path, seg_run: Run, scale: float

@@ -81,6 +81,7 @@ def test_validations_are_spread_over_the_budget(clock: Clock) -> None:
     assert not plan.validation_due()
 
 
+@pytest.mark.slow
 def test_budgeted_run_ends_with_a_decayed_lr_and_a_summary(
     make_store, tmp_path: Path, seg_run: Run
 ) -> None:

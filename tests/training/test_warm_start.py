@@ -12,6 +12,8 @@ from train_helpers import CONFIG, seg_inprocess, train_args
 
 from seg.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # several real training runs
+
 
 def run(monkeypatch, capsys, store: Path, out: Path, *extra: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     return seg_inprocess(monkeypatch, capsys, *train_args(store, out, *extra))
