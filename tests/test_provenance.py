@@ -25,14 +25,20 @@ Run = Callable[..., tuple[int, str, str]]
 pytestmark = pytest.mark.slow  # several real training runs
 
 
-def test_a_run_records_its_code_and_data_down_to_the_mask(
-    make_store, tmp_path: Path, monkeypatch, capsys, seg_run: Run
-) -> None:
+def one_step_run(make_store, tmp_path: Path, monkeypatch, capsys) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A store and a finished one-step training run on it."""
     store = make_store({"a": "train", "b": "val"}, windows=2)
     out = tmp_path / "run"
     args = train_args(store, out, "train.epochs=1", "train.steps_per_epoch=1", "augment.crop=null")
     code, err = seg_inprocess(monkeypatch, capsys, *args)
     assert code == 0, err
+    return store, out
+
+
+def test_a_run_records_its_code_and_data_down_to_the_mask(
+    make_store, tmp_path: Path, monkeypatch, capsys, seg_run: Run
+) -> None:
+    store, out = one_step_run(make_store, tmp_path, monkeypatch, capsys)
     made = load_checkpoint(str(out / "last.pt"))["provenance"]
     assert made["seg"] == seg.__version__ and made["torch"] == code_provenance()["torch"]
     assert made["segmentation_models_pytorch"] and made["data"] == str(store)
@@ -59,10 +65,7 @@ def test_a_run_records_its_code_and_data_down_to_the_mask(
 def test_seg_info_says_what_each_artifact_is(
     make_store, tmp_path: Path, monkeypatch, capsys, seg_run: Run
 ) -> None:
-    store = make_store({"a": "train", "b": "val"}, windows=2)
-    out = tmp_path / "run"
-    args = train_args(store, out, "train.epochs=1", "train.steps_per_epoch=1", "augment.crop=null")
-    assert seg_inprocess(monkeypatch, capsys, *args)[0] == 0
+    store, out = one_step_run(make_store, tmp_path, monkeypatch, capsys)
     image, _ = synthetic_pair(64, 64, 3, seed=1)
     scene = write_geotiff(tmp_path / "s.tif", image)
     assert seg_run("predict", scene, "-k", out / "last.pt", "--out", tmp_path / "m.tif")[0] == 0

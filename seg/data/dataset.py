@@ -55,7 +55,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.norms: list[Normalisation] = []
         for k, sid in enumerate(self.scene_ids):
             scene = store.scene(sid)
-            stats = scene.band_stats
+            attrs = scene.attrs  # parsed once: band statistics and the scene's own splits
+            stats = attrs.band_stats
             self.norms.append(Normalisation(stats.mean, stats.std) if per_scene else norm)
             if scene.mask is None:
                 raise StoreError(
@@ -63,7 +64,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                     " re-tile it with --labels to train on it"
                 )
             # A scene split inside itself (splits.blocks) gives only this split's windows.
-            inside = scene.attrs.window_splits if split is not None else {}
+            inside = attrs.window_splits if split is not None else {}
             numbers = inside.get(split or "", []) if inside else range(len(scene))
             pairs.extend((k, i) for i in numbers)
         index = np.asarray(pairs, np.int64).reshape(-1, 2)

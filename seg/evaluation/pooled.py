@@ -22,7 +22,7 @@ from seg.errors import InputError
 from seg.evaluation.evaluate import markdown, score_mask, summarise
 from seg.evaluation.overlay import overlay_png
 from seg.geo.labels import match_labels, stem
-from seg.geo.raster import expand_inputs, open_raster, scene_info
+from seg.geo.raster import SceneInfo, expand_inputs, open_raster
 from seg.report import SILENT, Reporter
 
 MASK_SUFFIX = "_mask"  # what `seg predict` appends to a scene's name
@@ -88,10 +88,12 @@ def evaluate_many(
         raise InputError("no masks to score")
     total: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
+    grids: dict[str, SceneInfo] = {}
     first = None
     with reporter.bar("scenes", len(pairs)) as bar:
         for pair in pairs:
             score = score_mask(pair.prediction, pair.truth, border=border)
+            grids[pair.scene] = score.info  # small: for the worst scenes' overlays
             if first is None:
                 first = score
             elif score.classes != first.classes:
@@ -131,7 +133,7 @@ def evaluate_many(
     order = sorted(rows, key=lambda r: r["miou"])
     data["worst"] = [r["scene"] for r in order[:worst]]
     report = PooledReport(data, pooled_markdown(data))
-    report.files = _write(report, out, {p.scene: p for p in pairs}, data["worst"])
+    report.files = _write(report, out, {p.scene: p for p in pairs}, data["worst"], grids=grids)
     return report
 
 
@@ -147,13 +149,18 @@ def pooled_markdown(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _write(report: PooledReport, out: str, pairs: dict[str, Pair], worst: list[str]) -> list[str]:
+def _write(
+    report: PooledReport,
+    out: str,
+    pairs: dict[str, Pair],
+    worst: list[str],
+    *,
+    grids: dict[str, SceneInfo],
+) -> list[str]:
     pictures = {}
     for scene in worst:
         p = pairs[scene]
-        with open_raster(p.prediction) as ds:
-            info = scene_info(ds, p.prediction, [1], pixel_space=True)
-        pictures[scene] = overlay_png(info, p.prediction, p.truth, p.image)
+        pictures[scene] = overlay_png(grids[scene], p.prediction, p.truth, p.image)
     body = {
         "report.json": json.dumps(report.data, indent=2).encode(),
         "report.md": ("# seg eval\n\n" + report.markdown + "\n").encode(),

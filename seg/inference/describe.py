@@ -47,14 +47,13 @@ def describe(path: str) -> dict[str, Any]:
 
 def _store(store: WindowStore) -> dict[str, Any]:
     settings = store.settings
-    ids = store.scene_ids()
-    splits = store.splits
-    windows = {sid: len(store.scene(sid)) for sid in ids}
+    made = store.fingerprint()  # every scene's split and window count, read once
+    ids = list(made["scenes"])
     per_split: dict[str, dict[str, int]] = {}
-    for sid in ids:
-        row = per_split.setdefault(splits.get(sid, "?"), {"scenes": 0, "windows": 0})
+    for split, n in made["scenes"].values():
+        row = per_split.setdefault(split or "?", {"scenes": 0, "windows": 0})
         row["scenes"] += 1
-        row["windows"] += windows[sid]
+        row["windows"] += n
     train = store.scene_ids("train") or ids
     stats = None
     if train:
@@ -71,10 +70,10 @@ def _store(store: WindowStore) -> dict[str, Any]:
         "bands": settings.get("bands"),
         "window": {"size": settings.get("size"), "stride": settings.get("stride")},
         "scenes": len(ids),
-        "windows": sum(windows.values()),
+        "windows": made["windows"],
         "splits": dict(sorted(per_split.items())),
         "band_stats (train)": stats,
-        "fingerprint": store.fingerprint()["digest"],
+        "fingerprint": made["digest"],
     }
 
 

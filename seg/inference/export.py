@@ -111,19 +111,19 @@ def _torchscript(net: torch.nn.Module, info: CheckpointInfo, path: str) -> None:
 
 
 def read_safetensors(path: str) -> tuple[CheckpointInfo, dict[str, Any]]:
-    """A safetensors export as (description, {"state_dict": weights}), like a checkpoint."""
-    from safetensors import safe_open
+    """A safetensors export as (description, {"state_dict": weights}), like a checkpoint.
+
+    The format starts with an 8-byte little-endian header length and a JSON header whose
+    "__metadata__" holds the description."""
     from safetensors.torch import load
 
     data = segfs.read_bytes(path)
-    with tempfile.NamedTemporaryFile(suffix=".safetensors") as f:
-        f.write(data)
-        f.flush()
-        try:
-            with safe_open(f.name, "pt") as handle:
-                meta = handle.metadata() or {}
-        except Exception as exc:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
+    try:
+        size = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+        weights = load(data)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
     if META not in meta:
         raise CheckpointError(f"{path} is a safetensors file but not a seg export (no 'seg')")
-    return info_from_json(meta[META], path), {"state_dict": load(data)}
+    return info_from_json(meta[META], path), {"state_dict": weights}

@@ -15,6 +15,7 @@ from seg.checkpoint import CheckpointInfo
 from seg.errors import CheckpointError, ConfigError
 from seg.inference.export import read_safetensors
 from seg.inference.onnx_predictor import load_onnx
+from seg.inference.options import PredictOptions
 from seg.inference.predictor import Predictor, load_network, load_predictor
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -24,6 +25,17 @@ class WindowModel(Protocol):
     """Prepared windows (B, C, S, S) float32 -> class probabilities (B, K, S, S) float32."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def load_for(path: str, options: PredictOptions) -> tuple[WindowModel, CheckpointInfo]:
+    """`load_model` with what `seg predict`'s options say (device, precision, TTA, runtime)."""
+    return load_model(
+        path,
+        device=options.device,
+        precision=options.precision,
+        tta=options.tta,
+        runtime=options.runtime,
+    )
 
 
 def load_model(

@@ -33,7 +33,7 @@ from seg.geo.raster import (
     read_strip,
     scene_info,
 )
-from seg.inference.loading import WindowModel, load_model
+from seg.inference.loading import WindowModel, load_for
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import (
     OutputPaths,
@@ -178,13 +178,7 @@ def predict_scenes(
     paths = opts.shard.pick(expand_inputs(scenes))
     output_paths(paths, out, opts.probabilities is not None, opts.vector)
     segfs.check_writable(out)
-    predictor, info = load_model(
-        checkpoint,
-        device=opts.device,
-        precision=opts.precision,
-        tta=opts.tta,
-        runtime=opts.runtime,
-    )
+    predictor, info = load_for(checkpoint, opts)
     return predict_with(
         predictor, info, paths, out=out, source=checkpoint, options=opts, reporter=reporter
     )

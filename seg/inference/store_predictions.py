@@ -29,7 +29,7 @@ from seg.data.store import Scene, SceneAttrs, WindowStore
 from seg.data.window_prep import Normalisation, prepare_window, store_valid
 from seg.errors import ConfigError, InputError, StoreError
 from seg.geo.grid import Window
-from seg.inference.loading import WindowModel, load_model
+from seg.inference.loading import WindowModel, load_for
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import MASK_SUFFIX, VECTOR_FORMATS, OutputPaths, SceneOutputs
 from seg.inference.stitch import Stitcher
@@ -87,13 +87,7 @@ def predict_store(
     started = time.perf_counter()
     store = WindowStore.open(store_path)
     _check_out(out, store_path)
-    predictor, info = load_model(
-        checkpoint,
-        device=opts.device,
-        precision=opts.precision,
-        tta=opts.tta,
-        runtime=opts.runtime,
-    )
+    predictor, info = load_for(checkpoint, opts)
     settings = store.settings
     n_bands = settings.get("n_bands", len(settings.get("bands") or []))
     if n_bands and n_bands != info.in_channels:
