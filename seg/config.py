@@ -110,8 +110,9 @@ def dump_yaml(cfg: BaseModel) -> str:
 
 from typing import Annotated, Literal  # noqa: E402
 
-from pydantic import Field, model_validator  # noqa: E402
+from pydantic import Field  # noqa: E402
 
+from seg.gan_config import Pix2PixSection  # noqa: E402
 from seg.notify import NotifySection  # noqa: E402
 
 
@@ -128,9 +129,8 @@ class DataSection(Section):
     # Subsample (a fixed, seeded choice) to fit a time budget; None = all windows.
     max_train_windows: Annotated[int | None, Field(ge=1)] = None
     max_val_windows: Annotated[int | None, Field(ge=1)] = None
-    # Band statistics to normalise with: "global" = the train split's, for every scene; "scene" =
-    # each scene's own (training and `seg predict` alike), which evens out colour shifts between
-    # scenes (another date, sensor, processing).
+    # Band statistics: "global" = the train split's, for every scene; "scene" = each scene's own
+    # (training and `seg predict` alike): it evens out colour shifts (date, sensor, processing).
     normalise: Literal["global", "scene"] = "global"
 
 
@@ -200,6 +200,8 @@ class TrainSection(Section):
     preview_windows: Annotated[int, Field(ge=0)] = 4
     # Refuse to start when the chosen GPU already has more than this fraction of memory in use.
     max_gpu_busy_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # Validate + checkpoint an average of the weights (seg.training.ema); None = as trained.
+    ema_decay: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
 
 
 class CheckpointSection(Section):
@@ -220,11 +222,12 @@ class AugmentSection(Section):
     contrast_limit: Annotated[float, Field(ge=0.0)] = 0.2
     noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     noise_std: Annotated[float, Field(ge=0.0)] = 0.05
+    band_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # gain + offset per band
+    band_jitter_limit: Annotated[float, Field(ge=0.0)] = 0.1
     scale_crop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     scale_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
     scale_max: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    # Train on a random crop x crop piece of each window (a multiple of 32, at most the window
-    # size): a step costs about (crop / window)^2 of a whole-window step. None = whole windows.
+    # Random crop x crop pieces of the windows (a multiple of 32): ~(crop / window)^2 the cost.
     crop: Annotated[int | None, Field(ge=32)] = None
 
 
@@ -235,51 +238,6 @@ class EarlyStoppingSection(Section):
     mode: Literal["max", "min"] = "max"
     patience: Annotated[int, Field(ge=1)] = 5
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
-
-
-class Pix2PixSection(Section):
-    """`model.name: pix2pix`: the PatchGAN discriminator, the adversarial loss and its
-    stabilisers (seg.training.pix2pix). Ignored by other models."""
-
-    # G loss = segmentation loss + lambda_adv x adversarial loss.
-    lambda_adv: Annotated[float, Field(ge=0.0)] = 0.1
-    gan_loss: Literal["vanilla", "lsgan", "hinge", "wgan-gp"] = "lsgan"
-    gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # wgan-gp only
-    # PatchGAN: d_layers stride-2 convs; 3 = 70x70 receptive field, 2 = 34x34, 4 = 142x142.
-    d_layers: Annotated[int, Field(ge=1, le=6)] = 3
-    d_channels: Annotated[int, Field(ge=8)] = 64
-    d_norm: Literal["none", "instance", "batch"] = "none"
-    spectral_norm: bool = True
-    # TTUR: D's own Adam LR and beta1 (G uses the optim section).
-    lr_d: Annotated[float, Field(gt=0.0)] = 2.0e-4
-    beta1_d: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
-    # Update ratio per batch: k D updates then one G update, or one D update then k G updates.
-    d_steps: Annotated[int, Field(ge=1, le=10)] = 1
-    g_steps: Annotated[int, Field(ge=1, le=10)] = 1
-    # One-sided label smoothing (1.0 = off); soft labels: real ~ U(real - w, real), fake ~ U(0, w)
-    # (both for vanilla/lsgan; hinge and wgan-gp use only the hard roles).
-    real_label: Annotated[float, Field(gt=0.5, le=1.0)] = 0.9
-    soft_label_width: Annotated[float, Field(ge=0.0, le=0.3)] = 0.0
-    # Std of Gaussian noise on D's inputs, annealed linearly to 0 over instance_noise_steps
-    # (None = the first half of training).
-    instance_noise: Annotated[float, Field(ge=0.0)] = 0.1
-    instance_noise_steps: Annotated[int | None, Field(ge=1)] = None
-    # Probability that a sample's real/fake labels are swapped in a D update.
-    flip_prob: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
-    # Warn when D's loss (above its floor) stays below this, or G predicts one class, for
-    # collapse_patience steps.
-    d_collapse_loss: Annotated[float, Field(ge=0.0)] = 0.02
-    collapse_patience: Annotated[int, Field(ge=1)] = 50
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Pix2PixSection:
-        if self.d_steps > 1 and self.g_steps > 1:
-            raise ValueError("set d_steps or g_steps above 1, not both (it is a ratio)")
-        if self.gan_loss == "wgan-gp" and self.d_norm == "batch":
-            raise ValueError(
-                "wgan-gp needs d_norm none or instance (batch norm breaks its penalty)"
-            )
-        return self
 
 
 class TrainConfig(Section):

@@ -3,8 +3,8 @@
 Images reach the pipeline already normalised to float32 (H, W, C) with any number of bands, so
 every transform must work on unbounded float data: geometric transforms (flips, 90° rotations,
 scale + crop) come from albumentations and move image and mask together (the mask with nearest
-interpolation, so 255 = ignore survives); brightness/contrast and noise are our own small
-transforms because albumentations' versions clip float images to [0, 1].
+interpolation, so 255 = ignore survives); brightness/contrast, per-band jitter and noise are
+our own small transforms because albumentations' versions clip float images to [0, 1].
 """
 
 from __future__ import annotations
@@ -59,6 +59,34 @@ class NormalisedGaussNoise(A.ImageOnlyTransform):
         return ("std",)
 
 
+class NormalisedBandJitter(A.ImageOnlyTransform):
+    """x_b * (1 + g_b) + o_b with g_b, o_b uniform in [-limit, limit], drawn per band: the
+    differences between two sensors' or two days' colours that per-scene normalisation
+    leaves (one band's response against another's), which a shared brightness cannot mimic."""
+
+    def __init__(self, limit: float, p: float) -> None:
+        super().__init__(p=p)
+        self.limit = limit
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        bands = data["image"].shape[-1]
+        draw = self.random_generator.uniform(-self.limit, self.limit, size=(2, bands))
+        return {"gain": (1.0 + draw[0]).astype(np.float32), "offset": draw[1].astype(np.float32)}
+
+    def apply(
+        self, img: np.ndarray, gain: np.ndarray | None = None, offset: np.ndarray | None = None,
+        **_: Any,
+    ) -> np.ndarray:  # fmt: skip
+        if gain is None or offset is None:
+            return img
+        return (img * gain + offset).astype(np.float32)  # (H, W, C) * (C,): per band
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("limit",)
+
+
 def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
     """The pipeline for `section` on `size` x `size` windows; None when everything is off."""
     steps: list[Any] = []
@@ -96,6 +124,8 @@ def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
                 section.brightness_limit, section.contrast_limit, p=section.brightness_contrast
             )
         )
+    if section.band_jitter > 0:
+        steps.append(NormalisedBandJitter(section.band_jitter_limit, p=section.band_jitter))
     if section.noise > 0:
         steps.append(NormalisedGaussNoise(section.noise_std, p=section.noise))
     if not steps:

@@ -13,7 +13,7 @@ teaches the discriminator anything.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -101,13 +101,36 @@ def one_hot(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
     return hot.permute(0, 3, 1, 2).float() * valid.unsqueeze(1)
 
 
-def patch_weights(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def patch_weights(valid: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
     """Valid-pixel mask (B, 1, H, W) -> (B, 1, h, w): each patch's share of valid pixels.
 
     Area pooling to the discriminator's output grid approximates each patch's footprint; a patch
     over no-data only gets weight 0 and drops out of the loss.
     """
-    return F.adaptive_avg_pool2d(valid.float(), size)
+    return F.adaptive_avg_pool2d(valid.float(), (int(size[-2]), int(size[-1])))
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """pix2pixHD's discriminator (Wang et al. 2018): one PatchGAN per scale, scale i judging the
+    pair average-pooled by 2^i, so the coarser ones see larger structures for the same depth.
+    (B, C + K, H, W) -> a list of patch logits, finest first."""
+
+    def __init__(self, in_channels: int, scales: int, **patch: Any) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(in_channels, **patch) for _ in range(scales))
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for i, disc in enumerate(self.scales):
+            if i:  # (B, C, H, W) -> (B, C, H / 2^i, W / 2^i)
+                image, mask = F.avg_pool2d(image, 2), F.avg_pool2d(mask, 2)
+            outs.append(disc(image, mask))
+        return outs
+
+
+def judgements(out: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    """A discriminator's patch logits as a list, one per scale (one for a PatchDiscriminator)."""
+    return out if isinstance(out, list) else [out]
 
 
 def build_discriminator(
@@ -118,15 +141,19 @@ def build_discriminator(
     layers: int = 3,
     norm: Norm = "none",
     spectral_norm: bool = True,
-) -> PatchDiscriminator:
-    """The discriminator for `in_channels` image bands and `num_classes` mask channels."""
-    return PatchDiscriminator(
-        in_channels + num_classes,
-        base_channels=base_channels,
-        layers=layers,
-        norm=norm,
-        spectral_norm=spectral_norm,
-    )
+    scales: int = 1,
+) -> nn.Module:
+    """The discriminator for `in_channels` image bands and `num_classes` mask channels: one
+    PatchGAN (its checkpoints unchanged), or one per scale when `scales` > 1."""
+    patch: dict[str, Any] = {
+        "base_channels": base_channels,
+        "layers": layers,
+        "norm": norm,
+        "spectral_norm": spectral_norm,
+    }
+    if scales > 1:
+        return MultiScaleDiscriminator(in_channels + num_classes, scales, **patch)
+    return PatchDiscriminator(in_channels + num_classes, **patch)
 
 
 # --- adversarial losses ------------------------------------------------------------------------
@@ -201,6 +228,6 @@ def gradient_penalty(
     real and fake masks (the image, shared by both pairs, stays as it is)."""
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     mixed = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)  # (B, K, H, W)
-    out = disc(image, mixed).float()
-    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    total = torch.stack([out.float().sum() for out in judgements(disc(image, mixed))]).sum()
+    (grad,) = torch.autograd.grad(total, mixed, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()

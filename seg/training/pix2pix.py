@@ -7,11 +7,13 @@ seg.models.pix2pix):
     1. D, `d_steps` times:  D loss on (image, T) as real and (image, P.detach()) as fake
     2. G, `g_steps` times:  seg_loss(logits, mask) + lambda_adv x G adversarial loss on (image, P)
 
-Every stabiliser is a switch in the `pix2pix` config section (seg.config.Pix2PixSection):
-spectral norm in D, one-sided label smoothing, soft labels drawn from U(0, w), instance noise on
-D's inputs annealed linearly to zero, separate optimizers/LRs for G and D (TTUR), update ratios,
-randomly flipped labels. Randomness comes from torch's global RNG, which the loop saves and
-restores, so a resumed CPU run equals a straight one.
+Every stabiliser is a switch in the `pix2pix` config section (seg.gan_config.Pix2PixSection):
+spectral norm in D, PatchGANs at 1-3 scales, one-sided label smoothing, soft labels (uniform or
+normal), instance noise on D's inputs annealed linearly to zero, separate optimizers/LRs for G and
+D (TTUR), update ratios, randomly flipped labels, and mismatched pairs ("null pictures": a real
+image with another window's true mask, shown to D as fake; seg.training.gan_inputs). Randomness
+comes from torch's global RNG, which the loop saves and restores, so a resumed CPU run equals a
+straight one.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from seg.models.pix2pix import (
     discriminator_term,
     generator_term,
     gradient_penalty,
+    judgements,
     loss_floor,
     one_hot,
     patch_weights,
 )
+from seg.training.gan_inputs import mismatched, noisy, soft_targets
 from seg.training.segmentation import SegmentationStep
 from seg.training.steps import StepSpec, build_scaler, build_scheduler, scaled_update
 
@@ -61,6 +65,7 @@ class AdversarialStep(SegmentationStep):
             layers=p.d_layers,
             norm=p.d_norm,
             spectral_norm=p.spectral_norm,
+            scales=p.d_scales,
         ).to(spec.device)
         if spec.channels_last:
             d = d.to(memory_format=torch.channels_last)
@@ -149,25 +154,6 @@ class AdversarialStep(SegmentationStep):
 
     # --- the two updates -------------------------------------------------------------------
 
-    def _noisy(self, x: torch.Tensor, valid: torch.Tensor, sigma: float) -> torch.Tensor:
-        """Instance noise (Sønderby et al. 2016): blurs the one-hot vs softmax giveaway early on."""
-        if sigma <= 0:
-            return x
-        return (x + sigma * torch.randn_like(x)) * valid
-
-    def _targets(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample D targets (B, 1, 1, 1) for the real and fake pairs."""
-        p = self.p
-        real = torch.full((batch, 1, 1, 1), p.real_label, device=device)
-        fake = torch.zeros((batch, 1, 1, 1), device=device)
-        if p.soft_label_width > 0:
-            real = real - p.soft_label_width * torch.rand_like(real)
-            fake = fake + p.soft_label_width * torch.rand_like(fake)
-        if p.flip_prob > 0:
-            flip = torch.rand_like(real) < p.flip_prob
-            real, fake = torch.where(flip, fake, real), torch.where(flip, real, fake)
-        return real, fake
-
     def _d_update(
         self,
         cond: torch.Tensor,
@@ -180,18 +166,27 @@ class AdversarialStep(SegmentationStep):
         p = self.p
         self.d_net.requires_grad_(True)
         self.optimizer_d.zero_grad(set_to_none=True)
-        t_real, t_fake = self._targets(cond.shape[0], cond.device)
-        real_in, fake_in = self._noisy(real, valid, sigma), self._noisy(fake, valid, sigma)
+        t_real, t_fake = soft_targets(p, cond.shape[0], cond.device)
+        if p.mismatch_prob > 0:
+            fake = mismatched(p, real, fake, valid)
+        real_in, fake_in = noisy(real, valid, sigma), noisy(fake, valid, sigma)
         with self.spec.autocast():
             if p.d_norm == "batch":  # batch statistics must not mix real and fake pairs
-                out_real = self.d_model(self._noisy(cond, valid, sigma), real_in)
-                out_fake = self.d_model(self._noisy(cond, valid, sigma), fake_in)
+                outs_real = judgements(self.d_model(noisy(cond, valid, sigma), real_in))
+                outs_fake = judgements(self.d_model(noisy(cond, valid, sigma), fake_in))
             else:  # one pass over both halves: same result, better use of the cores
-                both_cond = self._noisy(torch.cat([cond, cond]), torch.cat([valid, valid]), sigma)
-                out_real, out_fake = self.d_model(both_cond, torch.cat([real_in, fake_in])).chunk(2)
-        weights = patch_weights(valid, out_real.shape[-2:])  # (B, 1, h, w)
-        loss_real = discriminator_term(p.gan_loss, out_real, t_real, weights)
-        loss_fake = discriminator_term(p.gan_loss, out_fake, t_fake, weights)
+                both_cond = noisy(torch.cat([cond, cond]), torch.cat([valid, valid]), sigma)
+                both = judgements(self.d_model(both_cond, torch.cat([real_in, fake_in])))
+                outs_real, outs_fake = [o.chunk(2)[0] for o in both], [o.chunk(2)[1] for o in both]
+        # One weight grid (B, 1, h, w) per scale; every term is the mean over the scales.
+        weights = [patch_weights(valid, o.shape[-2:]) for o in outs_real]
+        pairs = list(zip(outs_real, outs_fake, weights, strict=True))
+        loss_real = torch.stack(
+            [discriminator_term(p.gan_loss, r, t_real, w) for r, _, w in pairs]
+        ).mean()
+        loss_fake = torch.stack(
+            [discriminator_term(p.gan_loss, f, t_fake, w) for _, f, w in pairs]
+        ).mean()
         loss = loss_real + loss_fake
         stats = {"d_real": float(loss_real.detach()), "d_fake": float(loss_fake.detach())}
         if p.gan_loss == "wgan-gp":
@@ -209,9 +204,13 @@ class AdversarialStep(SegmentationStep):
             params=self.d_net.parameters(),
             max_norm=self.cfg.optim.grad_clip,
         )
-        stats["d_acc"] = discriminator_accuracy(p.gan_loss, out_real, out_fake, weights)
+        accuracies = [discriminator_accuracy(p.gan_loss, r, f, w) for r, f, w in pairs]
+        stats["d_acc"] = sum(accuracies) / len(pairs)
         # Near 0 when D separates real from fake perfectly (smoothed BCE never reaches 0 itself).
-        floor = loss_floor(p.gan_loss, t_real, weights) + loss_floor(p.gan_loss, t_fake, weights)
+        floors = [
+            loss_floor(p.gan_loss, t_real, w) + loss_floor(p.gan_loss, t_fake, w) for w in weights
+        ]
+        floor = sum(floors) / len(floors)
         stats["d_excess"] = float(loss_real.detach() + loss_fake.detach()) - floor
         return stats
 
@@ -230,10 +229,17 @@ class AdversarialStep(SegmentationStep):
         self.d_net.requires_grad_(False)
         fake = logits.softmax(dim=1) * valid
         with self.spec.autocast():
-            out = self.d_net(self._noisy(cond, valid, sigma), self._noisy(fake, valid, sigma))
-        adv = generator_term(p.gan_loss, out, patch_weights(valid, out.shape[-2:]))
-        loss = seg + p.lambda_adv * adv
+            out = self.d_net(noisy(cond, valid, sigma), noisy(fake, valid, sigma))
+        adv = torch.stack(
+            [
+                generator_term(p.gan_loss, o, patch_weights(valid, o.shape[-2:]))
+                for o in judgements(out)
+            ]
+        ).mean()
+        lam = self._adaptive_lambda(seg, adv) if p.lambda_adv == "adaptive" else p.lambda_adv
+        loss = seg + lam * adv
         stats = {
+            "lambda_adv": float(lam),
             "loss": float(loss.detach()),
             "seg_loss": float(seg.detach()),
             "g_adv": float(adv.detach()),
@@ -246,6 +252,15 @@ class AdversarialStep(SegmentationStep):
         stats["grad_norm"] = self._update_generator(loss)
         self.d_net.requires_grad_(True)
         return stats
+
+    def _adaptive_lambda(self, seg: torch.Tensor, adv: torch.Tensor) -> float:
+        """adv_balance x |d seg / d W| / |d adv / d W| at the generator's last conv W (Esser et
+        al. 2021), so neither term's gradient swamps the other whatever their scales."""
+        last = self.net.get_parameter("segmentation_head.0.weight")  # (K, C, 3, 3)
+        (g_seg,) = torch.autograd.grad(seg, last, retain_graph=True)
+        (g_adv,) = torch.autograd.grad(adv, last, retain_graph=True)
+        ratio = g_seg.float().norm() / (g_adv.float().norm() + 1e-4)
+        return float((self.p.adv_balance * ratio).clamp(0.0, 1e4))
 
     # --- what gets logged and watched -------------------------------------------------------
 

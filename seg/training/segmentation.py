@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from seg.models import build_model
+from seg.training.ema import WeightAverage
 from seg.training.losses import build_loss
 from seg.training.steps import (
     Step,
@@ -44,6 +45,8 @@ class SegmentationStep(Step):
         self.optimizer = build_optimizer(net.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, spec.horizon)
         self.scaler = build_scaler(spec)
+        decay = cfg.train.ema_decay
+        self.ema = WeightAverage(net, decay) if decay else None
 
     @property
     def generator(self) -> nn.Module:
@@ -62,14 +65,18 @@ class SegmentationStep(Step):
             return self.forward(image).float()
 
     def _update_generator(self, loss: torch.Tensor) -> float:
-        """Backward + step of the generator's optimizer; the grad norm before clipping."""
-        return scaled_update(
+        """Backward + step of the generator's optimizer (and its weight average); the grad
+        norm before clipping."""
+        norm = scaled_update(
             loss,
             self.optimizer,
             self.scaler,
             params=self.net.parameters(),
             max_norm=self.cfg.optim.grad_clip,
         )
+        if self.ema:
+            self.ema.update(self.net)
+        return norm
 
     def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -82,8 +89,9 @@ class SegmentationStep(Step):
 
     @torch.no_grad()
     def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+        net = self.ema.evaluated(self.net) if self.ema else self.net
         with self.spec.autocast():
-            logits = self.net(self._prepare(image))
+            logits = net(self._prepare(image))
         return logits.float()
 
     @torch.no_grad()
@@ -103,15 +111,24 @@ class SegmentationStep(Step):
         self.model.eval()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "state_dict": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
+        if self.ema:  # "state_dict" is what predict, export and init_from use: the average
+            state["raw_state_dict"] = state["state_dict"]
+            state["state_dict"] = self.ema.evaluated(self.net).state_dict()
+            state.update(self.ema.state_dict())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["state_dict"])
+        if self.ema and "raw_state_dict" in state:
+            self.net.load_state_dict(state["raw_state_dict"])
+            self.ema.load(state["state_dict"], int(state["ema_updates"]))
+        else:  # a run without an average (or resumed with ema_decay newly set)
+            self.net.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):

@@ -53,6 +53,8 @@ class Session:
         if crop is not None and crop < info.size:
             sizes["training crop (augment.crop)"] = crop
         check_scale(cfg.model.scale, sizes)
+        if cfg.model.name == "pix2pix":
+            cfg.pix2pix.check_fits(sizes)
         if self.ddp.is_main:
             segfs.check_writable(out)
         self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)

@@ -73,6 +73,26 @@ def test_augment_any_band_count_and_dtype_moves_image_and_mask_together(
     assert torch.equal(image, again)  # a function of the sample seed only
 
 
+def test_band_jitter_changes_each_band_by_its_own_gain_and_offset() -> None:
+    pipeline = build_augment(
+        AugmentSection(hflip=0, vflip=0, rot90=0, band_jitter=1.0, band_jitter_limit=0.3), 32
+    )
+    assert pipeline is not None
+    image = np.random.default_rng(0).normal(size=(3, 32, 32)).astype(np.float32)
+    mask = np.zeros((32, 32), np.uint8)
+    out, same_mask = apply_augment(pipeline, image, mask, seed=5)
+    assert np.array_equal(same_mask, mask)
+    fits = []
+    for band in range(3):  # out = gain * in + offset, exactly, with |gain - 1|, |offset| <= 0.3
+        gain, offset = np.polyfit(image[band].ravel(), out[band].ravel(), 1)
+        assert np.allclose(out[band], gain * image[band] + offset, atol=1e-4)
+        assert abs(gain - 1) <= 0.3 + 1e-5 and abs(offset) <= 0.3 + 1e-5
+        fits.append((round(float(gain), 4), round(float(offset), 4)))
+    assert len(set(fits)) == 3  # one draw per band, not one shared by all
+    again, _ = apply_augment(pipeline, image, mask, seed=5)
+    assert np.array_equal(out, again)
+
+
 def test_scale_crop_keeps_ignore_label_and_class_ids() -> None:
     pipeline = build_augment(AugmentSection(scale_crop=1.0, scale_min=0.5, scale_max=0.6), 64)
     assert pipeline is not None
