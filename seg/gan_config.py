@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from seg.config import Section
 from seg.errors import ConfigError
 
 
-class Pix2PixSection(Section):
+class Pix2PixSection(BaseModel):
     """`model.name: pix2pix`: the PatchGAN discriminator, the adversarial loss and its
     stabilisers (seg.training.pix2pix). Ignored by other models."""
+
+    # As seg.config.Section (which imports this module): a typo is an error naming the key.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # G loss = segmentation loss + lambda_adv x adversarial loss. "adaptive": lambda is set every
     # step so the adversarial gradient at G's last layer is adv_balance x the segmentation
