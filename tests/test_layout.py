@@ -181,3 +181,17 @@ def test_library_code_never_prints() -> None:
             if rich and not any(a.name == "Table" for a in node.names):  # type: ignore[attr-defined]
                 offenders.append(f"{name}:{node.lineno} imports rich")
     assert not offenders, offenders
+
+
+def test_tests_import_helpers_by_their_own_name() -> None:
+    """`tests/` is not a package: pytest puts each test's folder chain on sys.path (rootdir
+    conftest), so helpers import as `train_helpers`. `from tests.x` works only where the checkout
+    happens to be on sys.path, and broke a clean CI clone once."""
+    offenders = []
+    for path in sorted(SEG.parent.joinpath("tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n == "tests" or n.startswith("tests.") for n in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, offenders

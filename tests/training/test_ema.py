@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_helpers import seg_inprocess, train_args, weights
 
 from seg.checkpoint import load_checkpoint
 from seg.training.ema import WeightAverage
-from tests.train_helpers import seg_inprocess, train_args, weights
 
 
 def test_the_first_update_copies_then_the_average_follows_the_ramped_decay() -> None:
