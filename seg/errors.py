@@ -9,6 +9,7 @@ from __future__ import annotations
 # Exit codes of every seg command (and of the jobs that run them).
 EXIT_FAILED = 1  # a SegError: the message says the fix
 EXIT_USAGE = 2  # the command line itself is wrong (typer/click)
+EXIT_DIVERGED = 3  # the loss became NaN/inf: a rerun from the same checkpoint would too
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGINT after a checkpoint; retry
 
 
@@ -50,6 +51,8 @@ class Preempted(SegError):
 
 class Diverged(SegError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+    exit_code = EXIT_DIVERGED
 
 
 def preempt_on_sigterm() -> None:

@@ -26,6 +26,8 @@ def show(report: StatusReport) -> None:
         out.print(table)
     for path in report.written:
         out.print(f"wrote {path}")
+    for note in report.notes:
+        out.print(note)
 
 
 queue_app = typer.Typer(
@@ -60,7 +62,9 @@ def queue_submit_command(
         raise
     show(report)
     if report.states:
-        typer.echo(f"all {len(report.states)} jobs done")
+        pruned = sum(s.get("state") == "pruned" for s in report.states)
+        more = f" ({pruned} pruned early by their search)" if pruned else ""
+        typer.echo(f"all {len(report.states)} jobs done{more}")
 
 
 @command(queue_app, "status")

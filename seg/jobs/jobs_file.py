@@ -17,6 +17,10 @@
         set: [train.epochs=20]             # the same for every run
         grid: {optim.lr: [0.001, 0.0003], data.batch_size: [8, 16]}
         after: [tile]
+      - name: search                       # trials chosen by Optuna and pruned early; the keys:
+        search: optuna                     # seg.jobs.search_config
+        config: configs/unet_mobilenetv2.yaml
+        data: "{runs}/ds.zarr"
 
 Placeholders: {runs} (the runs folder), {run_dir} (this job's folder), {name}. A job's state,
 log and (for train) outputs live in RUNS/NAME. `program:` runs any executable instead of seg.
@@ -28,13 +32,14 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from seg import fs as segfs
 from seg.config import Section, read_yaml, validate_dict
 from seg.errors import ConfigError
+from seg.jobs.search_config import SearchSection, check_search
 from seg.notify import NotifySection
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -51,12 +56,13 @@ class JobEntry(Section):
     retries: Retries = 1  # extra attempts after a real failure (exit code not 0 or 75)
 
 
-class SweepEntry(Section):
+class SweepEntry(SearchSection):
     name: str
     config: str
     data: str
     set: list[str] = Field(default_factory=list)
-    grid: dict[str, list[Any]]
+    search: Literal["grid", "optuna"] = "grid"
+    grid: dict[str, list[Any]] | None = None  # search: grid
     args: list[str] = Field(default_factory=list)  # more `seg train` options, e.g. [--gpus, "0"]
     gpu: bool = True
     after: list[str] = Field(default_factory=list)
@@ -152,30 +158,59 @@ def _entry_job(entry: JobEntry, runs: str, preemptions: int) -> Job:
     return Job(entry.name, kind, argv, run_dir, gpu, entry.after, entry.retries, preemptions)
 
 
-def _sweep_jobs(sweep: SweepEntry, runs: str, preemptions: int) -> list[Job]:
-    jobs = []
-    for i, params in enumerate(grid_points(sweep.grid, f"sweep '{sweep.name}'")):
-        name = f"{sweep.name}/{i:03d}"
-        run_dir = segfs.join(runs, name)
-        sets = [*sweep.set, *(f"{k}={format_value(v)}" for k, v in params.items())]
-        words = ["train", "--config", sweep.config, "--data", sweep.data, *sweep.args]
-        words += [w for s in sets for w in ("--set", s)]
-        argv = _train_defaults(_fill(words, runs, run_dir, name), run_dir)
-        jobs.append(
-            Job(
-                name,
-                "seg",
-                argv,
-                run_dir,
-                sweep.gpu,
-                sweep.after,
-                sweep.retries,
-                preemptions,
-                sweep=sweep.name,
-                params=params,
+def sweep_job(sweep: SweepEntry, runs: str, preemptions: int, i: int, *,
+              params: dict[str, Any]) -> Job:  # fmt: skip
+    """Run `i` of a sweep (grid point or search trial): RUNS/SWEEP/NNN, its params as --set."""
+    name = f"{sweep.name}/{i:03d}"
+    run_dir = segfs.join(runs, name)
+    sets = [*sweep.set, *(f"{k}={format_value(v)}" for k, v in params.items())]
+    words = ["train", "--config", sweep.config, "--data", sweep.data, *sweep.args]
+    words += [w for s in sets for w in ("--set", s)]
+    argv = _train_defaults(_fill(words, runs, run_dir, name), run_dir)
+    return Job(name, "seg", argv, run_dir, sweep.gpu, list(sweep.after), sweep.retries,
+               preemptions, sweep=sweep.name, params=params)  # fmt: skip
+
+
+def _check_sweep(sweep: SweepEntry) -> None:
+    where = f"sweep '{sweep.name}'"
+    searched = {k for k in ("trials", "space", "prune", "budget_s") if getattr(sweep, k)}
+    if sweep.search == "grid":
+        if searched:
+            raise ConfigError(
+                f"{where}: {', '.join(sorted(searched))} need(s) search: optuna (a grid runs"
+                " every point to the end)"
             )
-        )
-    return jobs
+        if sweep.grid is None:
+            raise ConfigError(f"{where}: give a 'grid' (or search: optuna with a 'space')")
+        return
+    if sweep.grid is not None:
+        raise ConfigError(f"{where}: search: optuna draws from 'space'; remove 'grid'")
+    check_search(sweep, where)
+
+
+@dataclass
+class Search:
+    """A `search: optuna` sweep: its trials are made while it runs (seg.jobs.search)."""
+
+    sweep: SweepEntry
+    runs: str
+    preemptions: int
+    notify: dict[str, Any] | None = None
+    upstream: list[str] = field(default_factory=list)  # the jobs of `after`, resolved
+
+    def job(self, number: int, params: dict[str, Any]) -> Job:
+        job = sweep_job(self.sweep, self.runs, self.preemptions, number, params=params)
+        job.notify = self.notify
+        return job
+
+
+@dataclass
+class Plan:
+    """JOBS.yaml read: the runs folder, the jobs in dependency order, the searches."""
+
+    runs: str
+    jobs: list[Job]
+    searches: list[Search]
 
 
 def _ordered(jobs: list[Job], groups: dict[str, list[str]]) -> list[Job]:
@@ -209,17 +244,43 @@ def _ordered(jobs: list[Job], groups: dict[str, list[str]]) -> list[Job]:
 
 def load_jobs(path: str, runs: str | None) -> tuple[str, list[Job]]:
     """Read JOBS.yaml -> (runs folder, jobs in an order where every `after` comes first)."""
+    plan = read_plan(path, runs)
+    return plan.runs, plan.jobs
+
+
+def read_plan(path: str, runs: str | None) -> Plan:
+    """Read JOBS.yaml: jobs and grid points in dependency order, and the searches."""
     spec = validate_dict(JobsFile, read_yaml(path), path)
     runs = runs or spec.runs or "runs"
     jobs: list[Job] = []
     groups: dict[str, list[str]] = {}
+    searches: list[Search] = []
     for entry in spec.jobs:
         jobs.append(_entry_job(entry, runs, spec.preemptions))
         groups[entry.name] = [entry.name]
     for sweep in spec.sweeps:
-        swept = _sweep_jobs(sweep, runs, spec.preemptions)
+        _check_sweep(sweep)
+        if sweep.search == "optuna":
+            searches.append(Search(sweep, runs, spec.preemptions))
+            continue
+        points = grid_points(sweep.grid or {}, f"sweep '{sweep.name}'")
+        swept = [
+            sweep_job(sweep, runs, spec.preemptions, i, params=p) for i, p in enumerate(points)
+        ]
         jobs += swept
         groups[sweep.name] = [j.name for j in swept]
+    for search in searches:
+        for ref in search.sweep.after:
+            if ref not in groups:
+                raise ConfigError(f"sweep '{search.sweep.name}': after: unknown job '{ref}'")
+            search.upstream += groups[ref]
+    searched = {s.sweep.name for s in searches}
+    for job in jobs:
+        if waits := searched & set(job.after):
+            raise ConfigError(
+                f"job '{job.name}': after: '{sorted(waits)[0]}' is a search, whose trials are"
+                " not known in advance; run what uses its best trial from a second JOBS.yaml"
+            )
     seen: set[str] = set()
     for name in [*(e.name for e in spec.jobs), *(s.name for s in spec.sweeps)]:
         if not NAME.fullmatch(name):
@@ -229,9 +290,11 @@ def load_jobs(path: str, runs: str | None) -> tuple[str, list[Job]]:
         if name in seen:
             raise ConfigError(f"{path}: the name '{name}' is used twice; names must be unique")
         seen.add(name)
-    if not jobs:
+    if not jobs and not searches:
         raise ConfigError(f"{path} holds no jobs: add a 'jobs:' or 'sweeps:' list")
     if spec.notify is not None:
         for job in jobs:
             job.notify = spec.notify.model_dump()
-    return runs, _ordered(jobs, groups)
+        for search in searches:
+            search.notify = spec.notify.model_dump()
+    return Plan(runs, _ordered(jobs, groups), searches)

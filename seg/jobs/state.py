@@ -18,7 +18,7 @@ import yaml
 from seg import fs as segfs
 
 STATE_FILE = "job.json"
-FINAL = {"done", "failed", "skipped"}
+FINAL = {"done", "failed", "skipped", "pruned"}
 METRIC_KEYS = ("val_miou", "miou")  # validation mean IoU as seg train records it
 
 

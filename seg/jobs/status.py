@@ -28,9 +28,18 @@ def _best_text(progress: Progress | None) -> str:
     return f"{progress.metric} {progress.best:.4f} (epoch {progress.best_epoch})"
 
 
+def _state_text(state: dict[str, Any]) -> str:
+    """The state, with why for a pruned trial: "pruned (miou 0.12 below the median ...)"."""
+    name = str(state.get("state", "?"))
+    why = str(state.get("message", "")).removeprefix("pruned: ")
+    return f"{name} ({why})" if name == "pruned" and why else name
+
+
 def status_table(states: list[dict[str, Any]], runs: str) -> Table:
     table = Table(title=f"seg queue: {runs}", title_justify="left")
-    for col in ("job", "state", "attempts", "where", "progress", "best"):
+    table.add_column("job", no_wrap=True)
+    table.add_column("state", overflow="fold")  # "pruned (why)" may be long
+    for col in ("attempts", "where", "progress", "best"):
         table.add_column(col, no_wrap=True)
     table.add_column("note", overflow="fold")
     for s in states:
@@ -38,12 +47,12 @@ def status_table(states: list[dict[str, Any]], runs: str) -> Table:
         where = f"{s.get('host', '')} gpu {s['gpu_id']}" if s.get("gpu_id") else s.get("host", "")
         table.add_row(
             s["name"],
-            s.get("state", "?"),
+            _state_text(s),
             str(s.get("attempts", 0)),
             where or "-",
             _progress_text(s, progress),
             _best_text(progress),
-            s.get("message", "")[:80],
+            "" if s.get("state") == "pruned" else s.get("message", "")[:80],
         )
     return table
 
@@ -71,7 +80,7 @@ def leaderboard(states: list[dict[str, Any]], sweep: str) -> tuple[list[str], li
                 None if best is None else round(best, 6),
                 p.best_epoch if p else None,
                 p.epochs_done if p else 0,
-                s.get("state"),
+                _state_text(s),
             ]
         )
     return header, rows
@@ -104,9 +113,12 @@ class StatusReport:
     states: list[dict[str, Any]]
     tables: list[Table]
     written: list[str]
+    notes: tuple[str, ...] = ()  # one line per search: trials, pruned, best
 
 
-def status_report(runs: str, states: list[dict[str, Any]] | None = None) -> StatusReport:
+def status_report(
+    runs: str, states: list[dict[str, Any]] | None = None, *, notes: list[str] | None = None
+) -> StatusReport:
     """The job table and the sweeps' leaderboards of RUNS; finished sweeps also get
     RUNS/SWEEP/leaderboard.csv. `states` defaults to every job.json under RUNS."""
     if states is None:
@@ -121,4 +133,4 @@ def status_report(runs: str, states: list[dict[str, Any]] | None = None) -> Stat
         tables.append(leaderboard_table(sweep, header, rows))
         if all(s.get("state") in FINAL for s in states if s.get("sweep") == sweep):
             written.append(write_leaderboard(runs, sweep, header, rows))
-    return StatusReport(states, tables, written)
+    return StatusReport(states, tables, written, tuple(notes or ()))

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,9 +24,11 @@ import psutil
 from seg import fs as segfs
 from seg.errors import ConfigError, ResourceError, SegError
 from seg.jobs import state as jobstate
-from seg.jobs.jobs_file import Job, load_jobs
+from seg.jobs.dispatch import enqueue, settle
+from seg.jobs.jobs_file import Job, read_plan
+from seg.jobs.search import SearchSummary, run_search
 from seg.jobs.status import StatusReport, status_report
-from seg.jobs.worker import JobFailed, gpu_ids, run_job
+from seg.jobs.worker import gpu_ids
 from seg.report import SILENT, Reporter
 
 # A task whose worker died this many times is given up (Dask's count; crashes, not preemption).
@@ -91,57 +91,6 @@ def _check_cluster(client: Any, runs: str, scheduler: str | None) -> bool:
     return any(w.get("resources", {}).get("GPU") for w in workers)
 
 
-def _enqueue(client: Any, jobs: list[Job], gpu_cluster: bool) -> dict[str, Any]:
-    futures: dict[str, Any] = {}
-    cwd = os.getcwd()
-    for job in jobs:
-        state = jobstate.read_state(job.run_dir)
-        if state and state.get("state") == "done" and state.get("argv") == job.argv:
-            continue  # finished by an earlier submit: dependents may run straight away
-        jobstate.write_state(
-            job.run_dir,
-            {
-                **(state or {}),
-                **job.to_dict(),
-                "state": "queued",
-                "attempts": (state or {}).get("attempts", 0),
-                "message": "",
-                "exit_code": None,
-            },
-        )
-        deps = [futures[name] for name in job.after if name in futures]
-        futures[job.name] = client.submit(
-            run_job,
-            job.to_dict(),
-            cwd,
-            *deps,
-            key=f"seg-queue-{job.name}-{uuid.uuid4().hex[:8]}",
-            resources={"GPU": 1} if job.gpu and gpu_cluster else None,
-            pure=False,
-        )
-    return futures
-
-
-def _settle(job: Job, future: Any) -> None:
-    """Record what Dask knows about a job that did not succeed in the job's state file."""
-    from distributed import KilledWorker
-
-    exc = future.exception()
-    state = jobstate.read_state(job.run_dir) or {}
-    if isinstance(exc, JobFailed) and state.get("state") == "failed":
-        return
-    if state.get("state") == "queued":  # never started: an upstream job failed
-        jobstate.update_state(
-            job.run_dir, state="skipped", message=f"not run: upstream failed ({exc})"
-        )
-    elif isinstance(exc, KilledWorker):
-        message = "its worker died too often (allowed-failures); see job.log"
-        jobstate.update_state(job.run_dir, state="failed", message=message)
-    else:
-        message = f"{type(exc).__name__}: {exc}"
-        jobstate.update_state(job.run_dir, state="failed", message=message[:300])
-
-
 class JobsFailed(SegError):
     """Some jobs did not finish; `report` still holds the table to show."""
 
@@ -158,7 +107,7 @@ def _wait(futures: dict[str, Any], jobs: dict[str, Job], reporter: Reporter) -> 
         for future in as_completed(list(futures.values())):
             name = names[future.key]
             if future.status != "finished":
-                _settle(jobs[name], future)
+                settle(jobs[name], future)
             state = (jobstate.read_state(jobs[name].run_dir) or {}).get("state", "?")
             bar.advance(1, note=f"{name}: {state}")
 
@@ -173,12 +122,18 @@ def submit_jobs(
 ) -> StatusReport:
     """`seg queue submit`: run every job (waiting, unless detach) and return the job table and
     the sweeps' leaderboards. Raises SegError naming the jobs that failed."""
-    runs, jobs = load_jobs(jobs_file, runs)
+    plan = read_plan(jobs_file, runs)
+    runs, jobs = plan.runs, plan.jobs
     if detach and not scheduler:
         raise ConfigError("--detach needs --scheduler: a local cluster ends with this command")
+    if detach and plan.searches:
+        raise ConfigError(
+            f"sweep '{plan.searches[0].sweep.name}' is a search, which this command drives (it"
+            " asks for each trial); submit without --detach, e.g. inside tmux or a VM"
+        )
     with _client(scheduler) as client:
         gpu_cluster = _check_cluster(client, runs, scheduler)
-        futures = _enqueue(client, jobs, gpu_cluster)
+        futures = enqueue(client, jobs, gpu_cluster)
         if detach:
             from distributed import fire_and_forget
 
@@ -188,15 +143,29 @@ def submit_jobs(
                 f" watch them with: seg queue status --runs {runs}"
             )
             return StatusReport([], [], [])
-        _wait(futures, {j.name: j for j in jobs}, reporter)
+        searched = [
+            run_search(client, s, futures, gpu_cluster, reporter=reporter) for s in plan.searches
+        ]
+        _wait({k: f for k, f in futures.items() if k in {j.name for j in jobs}},
+              {j.name: j for j in jobs}, reporter)  # fmt: skip
+    trials = {s.name for s in searched}
     states = [s for j in jobs if (s := jobstate.read_state(j.run_dir))]
-    report = status_report(runs, states)
-    bad = [s["name"] for s in states if s.get("state") != "done"]
+    states += [s for s in jobstate.list_states(runs) if s.get("sweep") in trials]
+    report = status_report(runs, states, notes=[summary_line(s) for s in searched])
+    bad = [s["name"] for s in states if s.get("state") not in ("done", "pruned")]
     if bad:
         raise JobsFailed(
             report,
-            f"{len(bad)} of {len(jobs)} jobs did not finish: {', '.join(bad[:5])}"
+            f"{len(bad)} of {len(states)} jobs did not finish: {', '.join(bad[:5])}"
             f"{' ...' if len(bad) > 5 else ''}; see {segfs.join(runs, bad[0], 'job.log')} and"
             " `seg queue status`; fix and submit again (finished jobs are skipped)",
         )
     return report
+
+
+def summary_line(s: SearchSummary) -> str:
+    best = f"best {s.best:.4f} ({s.best_trial})" if s.best is not None else "no trial finished"
+    return (
+        f"search {s.name}: {s.trials} trials, {s.complete} complete, {s.pruned} pruned,"
+        f" {s.failed} failed; {best}; {s.seconds:.0f} s"
+    )

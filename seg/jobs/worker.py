@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import IO, Any
 import psutil
 
 from seg import fs as segfs
-from seg.errors import EXIT_PREEMPTED
+from seg.errors import EXIT_DIVERGED, EXIT_PREEMPTED
 from seg.jobs import state as jobstate
 from seg.jobs.jobs_file import Job
 from seg.notify import NotifySection, message, send
@@ -185,17 +186,23 @@ def run_job(job_dict: dict[str, Any], cwd: str | None, *upstream: Any) -> dict[s
                     )
                     os.remove(tmp)
             if code == 0:
-                jobstate.update_state(job.run_dir, state="done", exit_code=0, finished=time.time())
+                pruned = _pruned_reason(job)  # a search stopped it early (seg.jobs.search)
+                end = "pruned" if pruned else "done"
+                jobstate.update_state(job.run_dir, state=end, exit_code=0, finished=time.time(),
+                                      message=pruned or "")  # fmt: skip
                 _tell(job, "finished", counts)
-                return {"name": job.name, "state": "done", **counts}
+                return {"name": job.name, "state": end, **counts}
             if code == EXIT_PREEMPTED:
                 counts["preempted"] += 1
                 out_of = counts["preempted"] > job.preemptions
             else:
                 counts["failures"] += 1
-                out_of = counts["failures"] > job.retries
+                # resume is bit-identical, so a diverged run would diverge again: no retry
+                diverged = code == EXIT_DIVERGED and _is_train(job)
+                out_of = counts["failures"] > job.retries or diverged
             if out_of:
-                message = f"exit {code} after {counts['attempts']} attempts; see job.log"
+                why = "diverged (loss not finite) " if diverged else ""
+                message = f"{why}exit {code} after {counts['attempts']} attempts; see job.log"
                 jobstate.update_state(
                     job.run_dir,
                     **counts,
@@ -207,6 +214,21 @@ def run_job(job_dict: dict[str, Any], cwd: str | None, *upstream: Any) -> dict[s
                 _tell(job, "failed", counts, error=message)
                 raise JobFailed(f"job {job.name}: {message}")
             jobstate.update_state(job.run_dir, **counts, state="retrying", exit_code=code)
+
+
+def _is_train(job: Job) -> bool:
+    return job.kind == "seg" and bool(job.argv) and job.argv[0] == "train"
+
+
+def _pruned_reason(job: Job) -> str | None:
+    """The reason a train job ended early at a search's request (its summary.json), or None."""
+    if not _is_train(job):
+        return None
+    try:
+        reason = json.loads(segfs.read_bytes(segfs.join(job.run_dir, "summary.json")))["reason"]
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return None
+    return str(reason) if str(reason).startswith("pruned") else None
 
 
 def _tell(job: Job, event: str, counts: dict[str, int], **facts: Any) -> None:

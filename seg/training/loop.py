@@ -23,6 +23,7 @@ from seg.config import dump_yaml
 from seg.data.dataset import train_loader
 from seg.errors import SegError
 from seg.provenance import as_comment
+from seg.training.control import ControlWatch
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
 from seg.training.validation import metric_value
@@ -72,6 +73,9 @@ class Trainer(Session):
             yield batch
 
     def run(self) -> TrainResult:
+        # control.json (seg.training.control): a search stops a hopeless trial through it.
+        self.control, self.stop_asked = ControlWatch(self.out), ""
+        self.epoch_stats: dict[str, float] = {}
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         log = (
             Logbook(
@@ -106,6 +110,10 @@ class Trainer(Session):
             while self.epoch < self.epochs and self.global_step < self.total_steps:
                 t0 = time.perf_counter()
                 losses, speed = self._train_epoch(log, bar)
+                if self.stop_asked:  # keep what was trained: last.pt, then end with the reason
+                    self.save()
+                    reason = self.stop_asked
+                    break
                 last = self.epoch + 1 >= self.epochs or self.global_step >= self.total_steps
                 if plan is None or plan.time_up or last or plan.validation_due():
                     self._validate_and_save(log, losses, speed, t0)
@@ -151,9 +159,14 @@ class Trainer(Session):
         bar.start_epoch(self.epoch, self.steps_per_epoch, self.batch_in_epoch)
         self.step.train()
         plan, batch = self.plan, cfg.data.batch_size
+        sums: dict[str, list[float]] = {}  # the step's figures -> [sum, count] of finite values
         for image, mask in self._batches():
             if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
                 plan.time_up = True  # every rank stops at the same step
+                break
+            asked = self.control.poll() if self.ddp.is_main else None
+            if self.ddp.agree([float(asked is not None)])[0]:  # before the step: none wasted
+                self.stop_asked = asked or "stopped through control.json"
                 break
             s0 = time.perf_counter()
             out = self.step.train_step(image.to(self.device), mask.to(self.device))
@@ -161,6 +174,10 @@ class Trainer(Session):
             stop, bad = self.ddp.agree([float(self.signal is not None), float(lost)])
             if bad:
                 raise self._diverged(out["loss"])
+            for key, value in out.items():
+                if isinstance(value, float) and math.isfinite(value):
+                    total = sums.setdefault(key, [0.0, 0.0])
+                    total[0], total[1] = total[0] + value, total[1] + 1
             self.step.step_schedulers()
             self.global_step += 1
             self.batch_in_epoch += 1
@@ -184,6 +201,7 @@ class Trainer(Session):
                 raise self._preempt()
             if self.global_step >= self.total_steps:
                 break
+        self.epoch_stats = {f"train_{k}": t[0] / t[1] for k, t in sums.items() if k != "loss"}
         return losses, speed
 
     def _end_epoch(self, log: Logbook | None, losses: list[float], speed: float, t0: float) -> bool:
@@ -202,6 +220,7 @@ class Trainer(Session):
             "lr": self.step.lr(),
             "windows_per_s": speed,
             "elapsed_s": time.perf_counter() - t0,
+            **self.epoch_stats,
             **result,
         }
         if log:

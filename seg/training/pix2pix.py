@@ -290,6 +290,7 @@ class AdversarialStep(SegmentationStep):
         stats["pred_top_class"] = top_pred
         one_class = top_pred > 0.995 and top_truth < 0.95
         m["collapse_run"] = m["collapse_run"] + 1 if one_class else 0.0
+        stats["collapsed"] = float(bool(m["d_warned"]) or m["collapse_run"] >= p.collapse_patience)
         if m["collapse_run"] == p.collapse_patience:
             self.spec.reporter.warn(
                 f"step {self.steps_done}: the generator has predicted a single class for"
