@@ -9,7 +9,12 @@ the ratio pix2pix / unet.
 Default data: the Kampala scenes in ../shared/data (train on the 1024x1024 scene, validate on the
 3072x2048 one). `--quick`: tiny synthetic scenes and a few steps (a smoke test, not a result).
 
+`--switches` adds a pix2pix run per stabiliser switch, each alone on top of configs/pix2pix.yaml
+(SWITCHES below), all trained at the same time as the two base runs; `--variant NAME=K=V[,K=V]`
+adds any other. Every run is compared with the UNet.
+
 Usage: python bench/pix2pix.py [--quick] [--budget SECONDS] [--work DIR] [--eval-only]
+                               [--switches] [--variant NAME=KEY=VALUE[,KEY=VALUE]]...
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 KAMPALA = ROOT.parent / "shared" / "data" / "kampala"
 MODELS = ("unet_mobilenetv2", "pix2pix")
+# run name -> (config, --set values): the two base runs, then one per switch.
+SWITCHES = {
+    "pix2pix+d_scales2": ["pix2pix.d_scales=2"],
+    "pix2pix+normal_labels": ["pix2pix.soft_label_width=0.2", "pix2pix.soft_label_dist=normal"],
+    "pix2pix+mismatch": ["pix2pix.mismatch_prob=0.25"],
+    "pix2pix+adaptive": ["pix2pix.lambda_adv=adaptive"],
+    "pix2pix+feature_matching": ["pix2pix.feature_matching=10.0"],  # pix2pixHD's weight
+}
+Runs = dict[str, tuple[str, list[str]]]
 
 
 def seg(log: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -69,8 +83,10 @@ def scenes(quick: bool, work: Path) -> tuple[Path, Path, Path, Path]:
     return out[0], out[1], out[2], out[3]
 
 
-def train_both(store: Path, work: Path, quick: bool, budget: float) -> dict[str, dict[str, float]]:
-    """Train both models at the same time; wall and CPU seconds and steps of each."""
+def train_all(
+    store: Path, work: Path, quick: bool, budget: float, runs: Runs
+) -> dict[str, dict[str, float]]:
+    """Train every run at the same time; wall and CPU seconds of each."""
     sets = [
         "data.num_workers=0",
         f"data.batch_size={2 if quick else 8}",
@@ -88,10 +104,10 @@ def train_both(store: Path, work: Path, quick: bool, budget: float) -> dict[str,
         else []
     )
     procs = {}
-    for name in MODELS:
-        args = ["train", "--config", str(ROOT / "configs" / f"{name}.yaml"), "--data", str(store)]
+    for name, (config, extra) in runs.items():
+        args = ["train", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--data", str(store)]
         args += ["--out", str(work / name)]
-        for s in sets:
+        for s in [*sets, *extra]:
             args += ["--set", s]
         procs[name] = (seg(work / f"{name}.log", *args), time.perf_counter())
     stats = {}
@@ -130,7 +146,17 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=900.0, help="seconds of training per model")
     ap.add_argument("--work", type=Path, default=None, help="keep the store and runs here")
     ap.add_argument("--eval-only", action="store_true", help="evaluate runs already in --work")
+    ap.add_argument("--switches", action="store_true", help="a pix2pix run per switch too")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[,KEY=VALUE]")
     args = ap.parse_args()
+    runs: Runs = {name: (name, []) for name in MODELS}
+    if args.switches:
+        runs |= {name: ("pix2pix", sets) for name, sets in SWITCHES.items()}
+    for text in args.variant:
+        name, _, sets = text.partition("=")
+        if not sets:
+            raise SystemExit(f"--variant {text!r}: give NAME=KEY=VALUE[,KEY=VALUE]")
+        runs[name] = ("pix2pix", sets.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-pix2pix-"))
     work.mkdir(parents=True, exist_ok=True)
     train_img, train_mask, val_img, val_mask = scenes(args.quick, work)
@@ -150,13 +176,14 @@ def main() -> None:
                 "--set", f"splits.val_scenes=[{val_img.stem}]"),
             log,
         )  # fmt: skip
-        train_stats = train_both(store, work, args.quick, 30.0 if args.quick else args.budget)
+        budget = 30.0 if args.quick else args.budget
+        train_stats = train_all(store, work, args.quick, budget, runs)
     with rasterio.open(val_img) as src:
         valid = src.dataset_mask() > 0
     from seg.checkpoint import load_checkpoint
 
     preds = {}
-    for name in MODELS:  # both predictions at once, like the training runs
+    for name in runs:  # every prediction at once, like the training runs
         out, log = work / f"{name}_val_mask.tif", work / f"{name}_predict.log"
         ckpt = str(work / name / "last.pt")
         proc = seg(log, "predict", str(val_img), "--checkpoint", ckpt, "--out", str(out), "-q",
@@ -177,10 +204,15 @@ def main() -> None:
             + " | ".join(f"{r[k]:.3f}" if k != "steps" else str(r[k]) for k in keys)
             + " |"
         )
-    u, p = rows["unet_mobilenetv2"], rows["pix2pix"]
-    ratios = {k: p[k] / u[k] if u[k] else float("nan") for k in keys}
-    print("| ratio pix2pix/unet | " + " | ".join(f"{ratios[k]:.2f}" for k in keys) + " |")
-    print(json.dumps({"rows": rows, "ratios": ratios, "work": str(work)}))
+    u = rows["unet_mobilenetv2"]
+    all_ratios = {}
+    for name in list(runs)[1:]:
+        p = rows[name]
+        ratios = {k: p[k] / u[k] if u[k] else float("nan") for k in keys}
+        print(f"| ratio {name}/unet | " + " | ".join(f"{ratios[k]:.2f}" for k in keys) + " |")
+        all_ratios[name] = ratios
+    ratios = all_ratios["pix2pix"]
+    print(json.dumps({"rows": rows, "ratios": ratios, "per_run": all_ratios, "work": str(work)}))
 
 
 if __name__ == "__main__":

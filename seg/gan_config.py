@@ -32,6 +32,9 @@ class Pix2PixSection(BaseModel):
     # PatchGANs on the pair at full, 1/2 and 1/4 resolution (pix2pixHD), their losses averaged:
     # 1 = one scale (pix2pix); a coarser D judges larger structures with the same layers.
     d_scales: Annotated[int, Field(ge=1, le=3)] = 1
+    # pix2pixHD's feature matching: G also pays this x the L1 distance between D's features
+    # (every block, every scale) on the real pair and on its own (0 = off).
+    feature_matching: Annotated[float, Field(ge=0.0)] = 0.0
     # TTUR: D's own Adam LR and beta1 (G uses the optim section).
     lr_d: Annotated[float, Field(gt=0.0)] = 2.0e-4
     beta1_d: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5

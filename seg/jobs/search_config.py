@@ -42,7 +42,7 @@ PER_CLASS = ("iou", "f1", "precision", "recall")
 EPOCH_STATS = (
     "train_loss", "val_loss", "train_grad_norm", "train_seg_loss", "train_g_adv",
     "train_lambda_adv", "train_d_loss", "train_d_acc", "train_d_excess", "train_grad_norm_d",
-    "train_collapsed", "train_pred_top_class",
+    "train_collapsed", "train_pred_top_class", "train_g_fm",
 )  # fmt: skip
 Positive = Annotated[int, Field(ge=1)]
 

@@ -80,6 +80,15 @@ class PatchDiscriminator(nn.Module):
         """image (B, C, H, W) normalised bands, mask (B, K, H, W) class probabilities."""
         return self.net(torch.cat([image, mask], dim=1))
 
+    def features(self, image: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Each block's activations (after its LeakyReLU), then the patch logits of forward."""
+        x, out = torch.cat([image, mask], dim=1), []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return [*out, x]
+
 
 def receptive_field(layers: int) -> int:
     """Side in pixels of the input patch behind one output logit of `PatchDiscriminator`.
@@ -126,6 +135,35 @@ class MultiScaleDiscriminator(nn.Module):
                 image, mask = F.avg_pool2d(image, 2), F.avg_pool2d(mask, 2)
             outs.append(disc(image, mask))
         return outs
+
+
+def scale_features(
+    d: nn.Module, image: torch.Tensor, mask: torch.Tensor
+) -> list[list[torch.Tensor]]:
+    """PatchDiscriminator.features per scale (one list for a single PatchGAN), finest first."""
+    if isinstance(d, MultiScaleDiscriminator):
+        out = []
+        for i, disc in enumerate(d.scales):
+            if i:  # the same pooling as MultiScaleDiscriminator.forward
+                image, mask = F.avg_pool2d(image, 2), F.avg_pool2d(mask, 2)
+            assert isinstance(disc, PatchDiscriminator)
+            out.append(disc.features(image, mask))
+        return out
+    assert isinstance(d, PatchDiscriminator)
+    return [d.features(image, mask)]
+
+
+def feature_distance(
+    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]
+) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss: the mean L1 over every block of every scale (the
+    logits excluded), real features taken as constants."""
+    terms = [
+        F.l1_loss(f.float(), r.detach().float())
+        for rs, fs in zip(real, fake, strict=True)
+        for r, f in zip(rs[:-1], fs[:-1], strict=True)
+    ]
+    return torch.stack(terms).mean()
 
 
 def judgements(out: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:

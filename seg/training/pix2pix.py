@@ -29,21 +29,22 @@ from seg.models.pix2pix import (
     build_discriminator,
     discriminator_accuracy,
     discriminator_term,
+    feature_distance,
     generator_term,
     gradient_penalty,
     judgements,
     loss_floor,
     one_hot,
     patch_weights,
+    scale_features,
 )
 from seg.training.gan_inputs import mismatched, noisy, soft_targets
+from seg.training.gan_watch import CollapseWatch
 from seg.training.segmentation import SegmentationStep
 from seg.training.steps import StepSpec, build_scaler, build_scheduler, scaled_update
 
 if TYPE_CHECKING:
     from seg.config import TrainConfig
-
-EMA = 0.05  # smoothing of the collapse monitors: ~20-step memory
 
 
 class AdversarialStep(SegmentationStep):
@@ -78,7 +79,7 @@ class AdversarialStep(SegmentationStep):
         self.noise_steps = p.instance_noise_steps or max(1, spec.total_steps // 2)
         # Bookkeeping that checkpoints carry so a resumed run logs and anneals identically.
         self.steps_done = 0
-        self.monitor = {"d_excess": math.nan, "d_warned": 0.0, "collapse_run": 0.0}
+        self.watch = CollapseWatch(p, spec.num_classes, spec.reporter)
 
     # --- the Step contract (generator parts inherited) --------------------------------------
 
@@ -106,11 +107,11 @@ class AdversarialStep(SegmentationStep):
         for i in range(p.g_steps):
             if i > 0:
                 logits = self._generate(image)
-            g_stats = self._g_update(cond, logits, mask, valid=valid, sigma=sigma)
+            g_stats = self._g_update(cond, logits, mask, valid=valid, sigma=sigma, real=real)
             stats.update(g_stats)
             if not math.isfinite(g_stats["loss"]):
                 return stats
-        self._watch(stats, logits.detach(), mask)
+        self.watch.update(stats, logits.detach(), mask, step=self.steps_done)
         self.steps_done += 1
         return stats
 
@@ -134,7 +135,7 @@ class AdversarialStep(SegmentationStep):
             "optimizer_d": self.optimizer_d.state_dict(),
             "scheduler_d": self.scheduler_d.state_dict(),
             "scaler_d": self.scaler_d.state_dict(),
-            "adversarial": {"steps_done": self.steps_done, **self.monitor},
+            "adversarial": {"steps_done": self.steps_done, **self.watch.monitor},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -150,7 +151,8 @@ class AdversarialStep(SegmentationStep):
             self.scaler_d.load_state_dict(state["scaler_d"])
         extra = dict(state.get("adversarial", {}))
         self.steps_done = int(extra.pop("steps_done", 0))
-        self.monitor.update({k: float(v) for k, v in extra.items() if k in self.monitor})
+        monitor = self.watch.monitor
+        monitor.update({k: float(v) for k, v in extra.items() if k in monitor})
 
     # --- the two updates -------------------------------------------------------------------
 
@@ -222,14 +224,22 @@ class AdversarialStep(SegmentationStep):
         *,
         valid: torch.Tensor,
         sigma: float,
+        real: torch.Tensor,
     ) -> dict[str, float]:
         p = self.p
         seg = self.loss_fn(logits, mask)
         # D is only a critic here: no gradients into its weights (and none to all-reduce).
         self.d_net.requires_grad_(False)
         fake = logits.softmax(dim=1) * valid
+        seen, fm = noisy(cond, valid, sigma), p.feature_matching
         with self.spec.autocast():
-            out = self.d_net(noisy(cond, valid, sigma), noisy(fake, valid, sigma))
+            if fm:  # D's features on G's pair, and (constants) on the real one, same image
+                feats = scale_features(self.d_net, seen, noisy(fake, valid, sigma))
+                with torch.no_grad():
+                    feats_real = scale_features(self.d_net, seen, noisy(real, valid, sigma))
+                out: torch.Tensor | list[torch.Tensor] = [f[-1] for f in feats]
+            else:
+                out = self.d_net(seen, noisy(fake, valid, sigma))
         adv = torch.stack(
             [
                 generator_term(p.gan_loss, o, patch_weights(valid, o.shape[-2:]))
@@ -238,7 +248,12 @@ class AdversarialStep(SegmentationStep):
         ).mean()
         lam = self._adaptive_lambda(seg, adv) if p.lambda_adv == "adaptive" else p.lambda_adv
         loss = seg + lam * adv
-        stats = {
+        stats = {"g_fm": 0.0}
+        if fm:
+            g_fm = feature_distance(feats_real, feats)
+            loss = loss + fm * g_fm
+            stats["g_fm"] = float(g_fm.detach())
+        stats |= {
             "lambda_adv": float(lam),
             "loss": float(loss.detach()),
             "seg_loss": float(seg.detach()),
@@ -261,39 +276,3 @@ class AdversarialStep(SegmentationStep):
         (g_adv,) = torch.autograd.grad(adv, last, retain_graph=True)
         ratio = g_seg.float().norm() / (g_adv.float().norm() + 1e-4)
         return float((self.p.adv_balance * ratio).clamp(0.0, 1e4))
-
-    # --- what gets logged and watched -------------------------------------------------------
-
-    def _watch(self, stats: dict[str, float], logits: torch.Tensor, mask: torch.Tensor) -> None:
-        """Warn (once per episode) when D wins outright or G predicts a single class."""
-        m, p = self.monitor, self.p
-        excess = stats.get("d_excess", math.nan)
-        if math.isfinite(excess):
-            prev = m["d_excess"]
-            m["d_excess"] = excess if not math.isfinite(prev) else (1 - EMA) * prev + EMA * excess
-            collapsed = self.steps_done >= p.collapse_patience and m["d_excess"] < p.d_collapse_loss
-            if collapsed and not m["d_warned"]:
-                self.spec.reporter.warn(
-                    f"step {self.steps_done}: discriminator loss collapsed towards zero"
-                    f" ({m['d_excess']:.4f}): D wins outright; try a lower pix2pix.lr_d, more"
-                    " instance_noise, flip_prob or spectral_norm"
-                )
-            m["d_warned"] = float(collapsed)
-        valid = mask != IGNORE
-        pred = logits.argmax(dim=1)[valid]
-        truth = mask[valid]
-        if pred.numel() == 0:
-            return
-        k = self.spec.num_classes
-        top_pred = float(torch.bincount(pred, minlength=k).max()) / pred.numel()
-        top_truth = float(torch.bincount(truth.long(), minlength=k).max()) / truth.numel()
-        stats["pred_top_class"] = top_pred
-        one_class = top_pred > 0.995 and top_truth < 0.95
-        m["collapse_run"] = m["collapse_run"] + 1 if one_class else 0.0
-        stats["collapsed"] = float(bool(m["d_warned"]) or m["collapse_run"] >= p.collapse_patience)
-        if m["collapse_run"] == p.collapse_patience:
-            self.spec.reporter.warn(
-                f"step {self.steps_done}: the generator has predicted a single class for"
-                f" {p.collapse_patience} steps although the truth has several; try a lower"
-                " pix2pix.lambda_adv"
-            )

@@ -13,7 +13,13 @@ from test_pix2pix import batch, make_step, p2p_args, params
 from train_helpers import seg_inprocess
 
 from seg.config import TrainConfig, validate_dict
-from seg.models.pix2pix import MultiScaleDiscriminator, build_discriminator, judgements
+from seg.models.pix2pix import (
+    MultiScaleDiscriminator,
+    build_discriminator,
+    feature_distance,
+    judgements,
+    scale_features,
+)
 from seg.training.gan_inputs import mismatched, soft_targets
 
 SWITCHES = {
@@ -137,9 +143,33 @@ def test_adaptive_lambda_balances_the_gradients_at_the_last_layer() -> None:
     assert constant["lambda_adv"] == 0.3
 
 
+def test_feature_matching_compares_every_block_of_every_scale() -> None:
+    torch.manual_seed(0)
+    disc = build_discriminator(3, 2, scales=2, layers=2, spectral_norm=False)
+    image, real = torch.randn(2, 3, 64, 64), torch.rand(2, 2, 64, 64)
+    feats = scale_features(disc, image, real)
+    # per scale: the first conv's block, `layers` more blocks, then the logits of forward
+    assert [len(f) for f in feats] == [4, 4]
+    for got, want in zip(feats, judgements(disc(image, real)), strict=True):
+        assert torch.equal(got[-1], want)
+    assert float(feature_distance(feats, feats)) == 0.0
+    fake = real.flip(0).requires_grad_(True)
+    distance = feature_distance(feats, scale_features(disc, image, fake))
+    distance.backward()
+    assert float(distance) > 0 and fake.grad is not None and float(fake.grad.abs().sum()) > 0
+
+    step = make_step({"feature_matching": 2.0})
+    stats = step.train_step(*batch())
+    assert stats["g_fm"] > 0  # G pays for it: loss = seg + lambda x adv + 2 x fm
+    total = stats["seg_loss"] + stats["lambda_adv"] * stats["g_adv"] + 2.0 * stats["g_fm"]
+    assert stats["loss"] == pytest.approx(total, rel=1e-4)
+    assert make_step({}).train_step(*batch())["g_fm"] == 0.0  # off by default
+
+
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
+        ({"feature_matching": -1}, "'pix2pix.feature_matching'"),
         ({"lambda_adv": "adaptve"}, "'pix2pix.lambda_adv': Value error, must be a number >= 0"),
         ({"lambda_adv": -1}, "'pix2pix.lambda_adv': Value error, must be a number >= 0"),
         ({"d_scales": 4}, "'pix2pix.d_scales'"),
