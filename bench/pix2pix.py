@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -156,7 +157,8 @@ def main() -> None:
         name, _, sets = text.partition("=")
         if not sets:
             raise SystemExit(f"--variant {text!r}: give NAME=KEY=VALUE[,KEY=VALUE]")
-        runs[name] = ("pix2pix", sets.split(","))
+        # split at commas that start the next key=value (values may be lists: [128, 64])
+        runs[name] = ("pix2pix", re.split(r",(?=\s*[a-z_]+\.[a-z_.]+=)", sets))
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-pix2pix-"))
     work.mkdir(parents=True, exist_ok=True)
     train_img, train_mask, val_img, val_mask = scenes(args.quick, work)

@@ -458,3 +458,15 @@ def test_example_queue_file_is_valid() -> None:
     names = [j.name for j in jobs]
     assert names[0] == "tile" and len([n for n in names if n.startswith("lr/")]) == 6
     assert names.index("masks") > names.index("baseline")
+
+
+def test_example_search_file_is_valid() -> None:
+    from seg.jobs.jobs_file import read_plan
+
+    plan = read_plan(str(ROOT / "deploy" / "queue" / "search.yaml"), "gs://b/s1")
+    assert [j.name for j in plan.jobs] == ["tile"]
+    (search,) = plan.searches
+    assert search.upstream == ["tile"] and search.sweep.prune and search.sweep.prune.median
+    job = search.job(3, {"optim.lr": 0.001})
+    assert job.run_dir == "gs://b/s1/gan/003" and "optim.lr=0.001" in job.argv
+    assert job.argv[-2:] == ["--resume", "auto"]
