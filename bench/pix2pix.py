@@ -158,7 +158,7 @@ def main() -> None:
         if not sets:
             raise SystemExit(f"--variant {text!r}: give NAME=KEY=VALUE[,KEY=VALUE]")
         # split at commas that start the next key=value (values may be lists: [128, 64])
-        runs[name] = ("pix2pix", re.split(r",(?=\s*[a-z_]+\.[a-z_.]+=)", sets))
+        runs[name] = ("pix2pix", re.split(r",(?=\s*[a-z0-9_]+\.[a-z0-9_.]+=)", sets))
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-pix2pix-"))
     work.mkdir(parents=True, exist_ok=True)
     train_img, train_mask, val_img, val_mask = scenes(args.quick, work)

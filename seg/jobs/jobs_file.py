@@ -32,19 +32,18 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from seg import fs as segfs
 from seg.config import Section, read_yaml, validate_dict
 from seg.errors import ConfigError
-from seg.jobs.search_config import SearchSection, check_search
+from seg.jobs.search_config import Retries, SweepEntry, check_sweep
 from seg.notify import NotifySection
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 GPU_COMMANDS = {"train", "predict", "eval", "export"}
-Retries = Annotated[int, Field(ge=0, le=10)]
 
 
 class JobEntry(Section):
@@ -54,19 +53,6 @@ class JobEntry(Section):
     gpu: bool | None = None  # default: true for train/predict/eval/export
     after: list[str] = Field(default_factory=list)
     retries: Retries = 1  # extra attempts after a real failure (exit code not 0 or 75)
-
-
-class SweepEntry(SearchSection):
-    name: str
-    config: str
-    data: str
-    set: list[str] = Field(default_factory=list)
-    search: Literal["grid", "optuna"] = "grid"
-    grid: dict[str, list[Any]] | None = None  # search: grid
-    args: list[str] = Field(default_factory=list)  # more `seg train` options, e.g. [--gpus, "0"]
-    gpu: bool = True
-    after: list[str] = Field(default_factory=list)
-    retries: Retries = 1
 
 
 class JobsFile(Section):
@@ -171,23 +157,6 @@ def sweep_job(sweep: SweepEntry, runs: str, preemptions: int, i: int, *,
                preemptions, sweep=sweep.name, params=params)  # fmt: skip
 
 
-def _check_sweep(sweep: SweepEntry) -> None:
-    where = f"sweep '{sweep.name}'"
-    searched = {k for k in ("trials", "space", "prune", "budget_s") if getattr(sweep, k)}
-    if sweep.search == "grid":
-        if searched:
-            raise ConfigError(
-                f"{where}: {', '.join(sorted(searched))} need(s) search: optuna (a grid runs"
-                " every point to the end)"
-            )
-        if sweep.grid is None:
-            raise ConfigError(f"{where}: give a 'grid' (or search: optuna with a 'space')")
-        return
-    if sweep.grid is not None:
-        raise ConfigError(f"{where}: search: optuna draws from 'space'; remove 'grid'")
-    check_search(sweep, where)
-
-
 @dataclass
 class Search:
     """A `search: optuna` sweep: its trials are made while it runs (seg.jobs.search)."""
@@ -259,7 +228,7 @@ def read_plan(path: str, runs: str | None) -> Plan:
         jobs.append(_entry_job(entry, runs, spec.preemptions))
         groups[entry.name] = [entry.name]
     for sweep in spec.sweeps:
-        _check_sweep(sweep)
+        check_sweep(sweep)
         if sweep.search == "optuna":
             searches.append(Search(sweep, runs, spec.preemptions))
             continue

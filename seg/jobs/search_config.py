@@ -1,4 +1,5 @@
-"""The keys of a `search: optuna` sweep in JOBS.yaml: its search space and its pruning rules.
+"""A sweep of JOBS.yaml (`SweepEntry`): a grid, or a `search: optuna` with its space and its
+pruning rules; checked when the file is read.
 
     sweeps:
       - name: lr
@@ -27,11 +28,13 @@ log range that reaches 0 is one line naming the key.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from seg.config import Section
+from seg import fs as segfs
+from seg.config import Section, TrainConfig, load_config
 from seg.errors import ConfigError
 
 # Validation metrics a trial is ranked and median-pruned by (seg.training.validation's names).
@@ -45,6 +48,7 @@ EPOCH_STATS = (
     "train_collapsed", "train_pred_top_class", "train_g_fm",
 )  # fmt: skip
 Positive = Annotated[int, Field(ge=1)]
+Retries = Annotated[int, Field(ge=0, le=10)]
 
 
 class Range(Section):
@@ -113,6 +117,40 @@ class SearchSection(Section):
     prune: PruneSection | None = None
 
 
+class SweepEntry(SearchSection):
+    name: str
+    config: str
+    data: str
+    set: list[str] = Field(default_factory=list)
+    search: Literal["grid", "optuna"] = "grid"
+    grid: dict[str, list[Any]] | None = None  # search: grid
+    args: list[str] = Field(default_factory=list)  # more `seg train` options, e.g. [--gpus, "0"]
+    gpu: bool = True
+    after: list[str] = Field(default_factory=list)
+    retries: Retries = 1
+
+
+def check_sweep(sweep: SweepEntry) -> None:
+    """The keys that go together: a grid, or a search with its space; the first run's config."""
+    where = f"sweep '{sweep.name}'"
+    searched = {k for k in ("trials", "space", "prune", "budget_s") if getattr(sweep, k)}
+    if sweep.search == "grid":
+        if searched:
+            raise ConfigError(
+                f"{where}: {', '.join(sorted(searched))} need(s) search: optuna (a grid runs"
+                " every point to the end)"
+            )
+        if sweep.grid is None:
+            raise ConfigError(f"{where}: give a 'grid' (or search: optuna with a 'space')")
+        points = {k: v[0] for k, v in sweep.grid.items() if isinstance(v, list) and v}
+    else:
+        if sweep.grid is not None:
+            raise ConfigError(f"{where}: search: optuna draws from 'space'; remove 'grid'")
+        check_search(sweep, where)
+        points = first_point(sweep.space or {})
+    check_trial_config(sweep.config, sweep.set, points, where)
+
+
 def check_metric(name: str, where: str) -> None:
     """`miou`, `mf1`, `accuracy`, `loss` or `<iou|f1|precision|recall>/<class>`."""
     head, _, cls = name.partition("/")
@@ -147,3 +185,24 @@ def check_search(search: SearchSection, where: str) -> None:
 
 def maximise(metric: str) -> bool:
     return metric != "loss"
+
+
+def check_trial_config(config: str, sets: list[str], points: dict[str, Any], where: str) -> None:
+    """Validate the sweep's config as its first run will see it (`points`: key -> a value
+    each), so a typo in a key or value is one line now, not a failure in every trial. A config
+    that does not exist yet (written by an upstream job) or lies on gs:// is left to the runs."""
+    if segfs.is_remote(config) or not segfs.exists(config):
+        return
+    values = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in points.items()]
+    try:
+        load_config(TrainConfig, config, [*sets, *values])
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def first_point(space: dict[str, Range | list[Any]]) -> dict[str, Any]:
+    """A value per key of a search space: the first choice, or the low end of a range."""
+    return {
+        k: v[0] if isinstance(v, list) else (int(v.low) if v.int else v.low)
+        for k, v in space.items()
+    }

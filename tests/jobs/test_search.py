@@ -67,6 +67,25 @@ SPACE = {"optim.lr": {"low": 0.0001, "high": 0.01, "log": True}}
         (sweep(search="optuna", trials=0, space=SPACE), "sweeps.0.trials"),
         (
             {
+                "sweeps": [
+                    {
+                        "name": "s",
+                        "config": CONFIG,
+                        "data": "d",
+                        "search": "optuna",
+                        "trials": 2,
+                        "space": {"optim.lrr": [0.1]},
+                    }
+                ]
+            },
+            "sweep 's': ",
+        ),
+        (
+            {"sweeps": [{"name": "g", "config": CONFIG, "data": "d", "grid": {"optim.lr": ["x"]}}]},
+            "sweep 'g': ",
+        ),
+        (
+            {
                 **sweep(search="optuna", trials=2, space=SPACE),
                 "jobs": [{"name": "use", "command": "eval x", "after": ["s"]}],
             },
