@@ -140,8 +140,9 @@ def judge(
     reason = rule_verdict(records, prune)
     if reason is None and prune.median is not None and fresh and trial.should_prune():
         last = records[-1]
+        score = _score(sweep.metric, last)
         reason = (
-            f"{sweep.metric} {_score(sweep.metric, last) or math.nan:.4f} below the median of"
+            f"{sweep.metric} {math.nan if score is None else score:.4f} below the median of"
             f" earlier trials at epoch {last.get('epoch')}"
         )
     return reason, fresh
@@ -208,7 +209,8 @@ class Searcher:
         TrialState = optuna.trial.TrialState
         if live.future is not None and live.future.status != "finished":
             settle(live.job, live.future)
-        self.watch(live)  # the last epochs it wrote
+        # the last epochs it wrote, reported (a run that has ended is not asked to stop)
+        judge(live.trial, _records(live.job.run_dir), live.reported, self.sweep)
         state = jobstate.read_state(live.job.run_dir) or {}
         end = state.get("state", "failed")
         prune = self.sweep.prune
