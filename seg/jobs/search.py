@@ -100,20 +100,6 @@ def suggest(trial: Any, space: dict[str, Range | list[Any]]) -> dict[str, Any]:
     return params
 
 
-def _records(run_dir: str) -> list[dict[str, Any]]:
-    import json
-
-    try:
-        lines = segfs.read_bytes(segfs.join(run_dir, "metrics.jsonl")).decode().splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        with contextlib.suppress(json.JSONDecodeError):
-            out.append(json.loads(line))
-    return out
-
-
 def _score(metric: str, record: dict[str, Any]) -> float | None:
     try:
         value = metric_value(metric, record)
@@ -194,7 +180,7 @@ class Searcher:
 
     def watch(self, live: Live) -> None:
         """Report the trial's new epochs; ask it to stop when a rule says so."""
-        records = _records(live.job.run_dir)
+        records = jobstate.read_records(live.job.run_dir) or []
         reason, fresh = judge(live.trial, records, live.reported, self.sweep)
         if fresh:
             self.sync()
@@ -210,7 +196,8 @@ class Searcher:
         if live.future is not None and live.future.status != "finished":
             settle(live.job, live.future)
         # the last epochs it wrote, reported (a run that has ended is not asked to stop)
-        judge(live.trial, _records(live.job.run_dir), live.reported, self.sweep)
+        records = jobstate.read_records(live.job.run_dir) or []
+        judge(live.trial, records, live.reported, self.sweep)
         state = jobstate.read_state(live.job.run_dir) or {}
         end = state.get("state", "failed")
         prune = self.sweep.prune
@@ -218,7 +205,7 @@ class Searcher:
         if diverged and prune is not None and prune.divergence is not None:
             end, message = "pruned", "pruned: diverged (loss not finite); see job.log"
             jobstate.update_state(live.job.run_dir, state=end, message=message)
-        scores = [s for r in _records(live.job.run_dir) if (s := _score(self.sweep.metric, r))]
+        scores = [s for r in records if (s := _score(self.sweep.metric, r)) is not None]
         best = (max if maximise(self.sweep.metric) else min)(scores) if scores else None
         if end == "done" and best is not None:
             self.study.tell(live.trial, best)

@@ -78,11 +78,10 @@ class Progress:
     metric: str
 
 
-def run_progress(run_dir: str) -> Progress | None:
-    """Epochs done / planned and the best validation mIoU, from metrics.jsonl; None if absent."""
-    path = segfs.join(run_dir, "metrics.jsonl")
+def read_records(run_dir: str) -> list[dict[str, Any]] | None:
+    """The epoch lines of RUN_DIR/metrics.jsonl (a torn line skipped); None if absent."""
     try:
-        lines = segfs.read_bytes(path).decode().splitlines()
+        lines = segfs.read_bytes(segfs.join(run_dir, "metrics.jsonl")).decode().splitlines()
     except FileNotFoundError:
         return None
     records = []
@@ -91,6 +90,14 @@ def run_progress(run_dir: str) -> Progress | None:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
+    return records
+
+
+def run_progress(run_dir: str) -> Progress | None:
+    """Epochs done / planned and the best validation mIoU, from metrics.jsonl; None if absent."""
+    records = read_records(run_dir)
+    if records is None:
+        return None
     total = None
     try:
         cfg = yaml.safe_load(segfs.read_bytes(segfs.join(run_dir, "config.yaml")))

@@ -103,16 +103,24 @@ class Trainer(Session):
                 log.close()
             self.lock.release()
 
+    def _stop_asked(self, asked: str | None) -> str:
+        """Rank 0's control.json request, agreed by every rank ("" = none)."""
+        if self.ddp.agree([float(asked is not None)])[0]:
+            return asked or "stopped through control.json"
+        return ""
+
     def _loop(self, log: Logbook | None) -> TrainResult:
         plan, es = self.plan, self.cfg.early_stopping
         reason = "epochs done"
+        # asked to stop before it began (a pruned trial run again): not one step more
+        self.stop_asked = self._stop_asked(self.control.poll() if self.ddp.is_main else None)
         with EpochBar(self.reporter) as bar:
             while self.epoch < self.epochs and self.global_step < self.total_steps:
+                if self.stop_asked:
+                    break
                 t0 = time.perf_counter()
                 losses, speed = self._train_epoch(log, bar)
-                if self.stop_asked:  # keep what was trained: last.pt, then end with the reason
-                    self.save()
-                    reason = self.stop_asked
+                if self.stop_asked:
                     break
                 last = self.epoch + 1 >= self.epochs or self.global_step >= self.total_steps
                 if plan is None or plan.time_up or last or plan.validation_due():
@@ -129,6 +137,9 @@ class Trainer(Session):
                     break
             else:
                 reason = "epochs done" if self.epoch >= self.epochs else "max steps reached"
+        if self.stop_asked:  # keep what was trained: last.pt, then end with the reason
+            self.save()
+            reason = self.stop_asked
         spent = plan.summary() if plan else None
         return TrainResult(self.out, self.epoch, self.global_step, self.stopping.best,
                            es.metric, reason, self.windows_seen, spent)  # fmt: skip
@@ -164,14 +175,13 @@ class Trainer(Session):
             if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
                 plan.time_up = True  # every rank stops at the same step
                 break
-            asked = self.control.poll() if self.ddp.is_main else None
-            if self.ddp.agree([float(asked is not None)])[0]:  # before the step: none wasted
-                self.stop_asked = asked or "stopped through control.json"
-                break
             s0 = time.perf_counter()
             out = self.step.train_step(image.to(self.device), mask.to(self.device))
             lost = not math.isfinite(out["loss"])
-            stop, bad = self.ddp.agree([float(self.signal is not None), float(lost)])
+            asked = self.control.poll() if self.ddp.is_main else None
+            # one collective per step for every stop: a signal, a NaN, a control.json request
+            flags = [float(self.signal is not None), float(lost), float(asked is not None)]
+            stop, bad, halt = self.ddp.agree(flags)
             if bad:
                 raise self._diverged(out["loss"])
             for key, value in out.items():
@@ -199,6 +209,9 @@ class Trainer(Session):
                 self.save(f"step_{self.global_step:08d}.pt")
             if stop:
                 raise self._preempt()
+            if halt:
+                self.stop_asked = asked or "stopped through control.json"
+                break
             if self.global_step >= self.total_steps:
                 break
         self.epoch_stats = {f"train_{k}": t[0] / t[1] for k, t in sums.items() if k != "loss"}
