@@ -8,6 +8,8 @@ one row of chips.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -116,4 +118,12 @@ def mosaic(
                     valid = src.dataset_mask()  # alpha of RGBA chips becomes the mask
                 dst.write(data, window=win)
                 dst.write_mask(valid, window=win)
+    # The sidecar `seg tile` keeps (model.metadata reads gsd): Web Mercator's metres are
+    # stretched by 1 / cos(latitude), so the ground sample distance is the nominal one x cos.
+    _, north = tile_transform(zoom, x0, y0, chip) @ (nx * chip / 2, ny * chip / 2)
+    lat = math.degrees(2 * math.atan(math.exp(north / (HALF / math.pi))) - math.pi / 2)
+    nominal = 2 * HALF / 2**zoom / chip
+    sidecar = {"zoom": zoom, "gsd": nominal * math.cos(math.radians(lat)), "source": "web tiles"}
+    stem = out[: -len(os.path.splitext(out)[1])] if os.path.splitext(out)[1] else out
+    segfs.write_bytes_atomic(stem + ".json", json.dumps(sidecar, indent=1).encode())
     return Mosaic(out, zoom, len(at_zoom), nx * chip, ny * chip)

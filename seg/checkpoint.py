@@ -13,6 +13,7 @@ and written here only; the rest is the training run's own state:
     provenance    seg/torch/smp versions, git commit, --data, store print (CheckpointInfo)
     size          training window size                                    (CheckpointInfo)
     dtype         the training scenes' pixel type                         (CheckpointInfo)
+    metadata      the fitted metadata codec of a conditioned network      (CheckpointInfo)
     state_dict    the segmentation network's weights (the generator, for pix2pix)
     config        the whole resolved experiment config
     -- for resuming (absent in inference-only files) --
@@ -51,6 +52,8 @@ class CheckpointInfo:
     normalise: str = "global"
     # What made it (seg.provenance + the --data URL and store fingerprint); {} in old ones.
     provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # A network conditioned on scene metadata: its codec (seg.data.scene_metadata); else None.
+    metadata: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def name(self) -> str:
@@ -77,6 +80,8 @@ class CheckpointInfo:
             state["dtype"] = self.dtype
         state["normalise"] = self.normalise
         state["provenance"] = dict(self.provenance)
+        if self.metadata is not None:
+            state["metadata"] = dict(self.metadata)
         return state
 
     @classmethod
@@ -94,6 +99,7 @@ class CheckpointInfo:
                 dtype=str(state["dtype"]) if state.get("dtype") else None,
                 normalise=str(state.get("normalise") or "global"),
                 provenance=dict(state.get("provenance") or {}),
+                metadata=dict(state["metadata"]) if state.get("metadata") else None,
             )
             _ = info.name, info.in_channels, info.num_classes
         except (KeyError, TypeError, ValueError) as exc:

@@ -110,9 +110,10 @@ def dump_yaml(cfg: BaseModel) -> str:
 
 from typing import Annotated, Literal  # noqa: E402
 
-from pydantic import Field  # noqa: E402
+from pydantic import Field, field_validator  # noqa: E402
 
 from seg.gan_config import Pix2PixSection  # noqa: E402
+from seg.metadata_config import MetadataField, check_unique  # noqa: E402
 from seg.notify import NotifySection  # noqa: E402
 
 
@@ -153,6 +154,20 @@ class ModelSection(Section):
     # A seg checkpoint to start from (weights only: a fresh optimizer, schedule and counters);
     # its classification head starts afresh when its classes are not this store's.
     init_from: str | None = None
+    # Scene metadata the network is conditioned on (seg.metadata_config): e.g. [day_of_year,
+    # lat, lon, gsd, sun_elevation, {name: sensor}]; [] = none.
+    metadata: list[MetadataField] = []
+    # "film": scale + shift per decoder channel; "deep": one vector added to the deepest features.
+    metadata_mechanism: Literal["film", "deep"] = "film"
+    metadata_hidden: Annotated[int, Field(ge=4)] = 64
+    # Each field of each window is hidden with this probability while training, so that scenes
+    # lacking it still predict well.
+    metadata_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @field_validator("metadata")
+    @classmethod
+    def _unique(cls, fields: list[MetadataField]) -> list[MetadataField]:
+        return check_unique(fields)
 
 
 class LossSection(Section):

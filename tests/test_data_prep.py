@@ -252,6 +252,18 @@ def test_webtiles_mosaic_is_georeferenced(tmp_path: Path, prep: Run) -> None:
         and (data[64:, :64] == 150).all()
     )
     assert (valid[64:, 64:] == 0).all() and (valid[:64] == 255).all()  # the missing chip is nodata
+    # The sidecar `seg tile` keeps: the zoom, and the ground sample distance (Web Mercator's
+    # nominal metres x cos(latitude)), which agrees with what the georeference says.
+    side = json.loads((tmp_path / "mosaic.json").read_text())
+    assert side["zoom"] == z
+    nominal = 2 * 20037508.342789244 / n / chip
+    assert side["gsd"] == pytest.approx(nominal * math.cos(math.radians(lat)), rel=1e-3)
+    from seg.geo.place import scene_place
+
+    with rasterio.open(out) as m:
+        place = scene_place(m.crs.to_wkt(), tuple(m.transform)[:6], m.width, m.height)
+    # (within 1 %: the sidecar is on the sphere Web Mercator assumes, place on WGS84)
+    assert place is not None and place.gsd_m == pytest.approx(side["gsd"], rel=1e-2)
 
 
 @pytest.mark.parametrize("name", ["../../escaped.png", "/tmp/abs.png", "sub/dir.png"])

@@ -3,7 +3,8 @@
 Nothing is loaded up front: the index is (scene, window) pairs, and each worker process opens
 its own store handle on first use (a handle opened in the parent is never shared across a fork).
 Images are normalised with the train split's band statistics to float32, then augmented with the
-mask (seg.data.augment); 255 stays "ignore".
+mask (seg.data.augment); 255 stays "ignore". For a network conditioned on scene metadata, each
+item also carries its scene's encoded vector (seg.data.scene_metadata).
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from torch.utils.data import DataLoader, Dataset
 from seg.config import AugmentSection, DataSection, TrainConfig
 from seg.data.augment import apply_augment, build_augment
 from seg.data.samplers import EpochSampler
+from seg.data.scene_metadata import MetadataCodec, SceneFacts
 from seg.data.store import WindowStore
 from seg.data.window_prep import Normalisation, prepare_window, store_valid
 from seg.data.window_reader import WindowReader
 from seg.errors import ConfigError, StoreError
 
 
-class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Windows of `scene_ids`: item -> (image (C, S, S) float32, mask (S, S) int64).
+class WindowDataset(Dataset[tuple[torch.Tensor, ...]]):
+    """Windows of `scene_ids`: item -> (image (C, S, S) float32, mask (S, S) int64), plus the
+    scene's metadata vector (M,) float32 when `codec` is given.
 
     Items are an index or `(index, seed)`; with a seed (from `EpochSampler`) the augmentation is
     a function of the seed only, which makes resumed runs repeat the straight run exactly.
@@ -44,6 +47,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         store: WindowStore | None = None,
         per_scene: bool = False,
         split: str | None = None,
+        codec: MetadataCodec | None = None,
     ) -> None:
         self.store_path = store_path
         self.scene_ids = list(scene_ids)
@@ -53,11 +57,14 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         pairs: list[tuple[int, int]] = []
         # One normalisation per scene: `norm` for all, or (per_scene) each scene's own statistics.
         self.norms: list[Normalisation] = []
+        vectors: list[np.ndarray] = []  # one metadata vector per scene
         for k, sid in enumerate(self.scene_ids):
             scene = store.scene(sid)
             attrs = scene.attrs  # parsed once: band statistics and the scene's own splits
             stats = attrs.band_stats
             self.norms.append(Normalisation(stats.mean, stats.std) if per_scene else norm)
+            if codec is not None:
+                vectors.append(codec.encode(SceneFacts.of_attrs(sid, attrs))[0])
             if scene.mask is None:
                 raise StoreError(
                     f"scene {sid!r} in {store_path} has no labels;"
@@ -72,6 +79,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             pick = np.random.default_rng(subsample_seed).choice(len(index), max_windows, False)
             index = index[np.sort(pick)]
         self.index = index  # (N, 2): scene number, window number
+        self.meta = np.stack(vectors) if codec is not None else None  # (scenes, M)
         self.pipeline = build_augment(augment, self.size) if augment is not None else None
         self._pid = -1
         # Per process: (image, mask) readers of each scene, opened once (metadata read once).
@@ -111,15 +119,17 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 " (seg tile ... --overwrite)"
             ) from exc
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
         i, seed = item if isinstance(item, tuple) else (item, None)
         raw, mask = self.read(int(i))
-        norm = self.norms[int(self.index[int(i), 0])]
+        k = int(self.index[int(i), 0])
+        norm = self.norms[k]
         # (C, S, S) float32: the same preparation `seg predict` applies (seg.data.window_prep).
         image = prepare_window(raw, store_valid(raw, mask, self.size, self.size), norm, self.size)
         if self.pipeline is not None:
             image, mask = apply_augment(self.pipeline, image, mask, seed if seed is not None else i)
-        return torch.from_numpy(image), torch.from_numpy(mask.astype(np.int64))
+        out = torch.from_numpy(image), torch.from_numpy(mask.astype(np.int64))
+        return out if self.meta is None else (*out, torch.from_numpy(self.meta[k]))
 
 
 @dataclass
@@ -181,11 +191,18 @@ def open_data(data: str, cfg: DataSection) -> TrainData:
     )
 
 
+def scene_facts(info: TrainData, scene_ids: list[str]) -> list[SceneFacts]:
+    """What each scene of the store says about itself (for fitting a metadata codec)."""
+    return [SceneFacts.of_attrs(sid, info.store.scene(sid).attrs) for sid in scene_ids]
+
+
 def build_datasets(
     info: TrainData,
     norm: Normalisation,
     cfg: TrainConfig,
     default_val_windows: int | None = None,
+    *,
+    codec: MetadataCodec | None = None,
 ) -> tuple[WindowDataset, WindowDataset]:
     """Train (augmented, optionally a seeded subset) and val (evenly spaced subset) datasets."""
     d = cfg.data
@@ -202,9 +219,12 @@ def build_datasets(
         store=store,
         per_scene=per_scene,
         split=d.train_split,
+        codec=codec,
     )
     val_split = d.train_split if info.val_from_train else d.val_split
-    val = WindowDataset(data, info.val_ids, norm, store=store, per_scene=per_scene, split=val_split)
+    val = WindowDataset(
+        data, info.val_ids, norm, store=store, per_scene=per_scene, split=val_split, codec=codec
+    )
     cap = d.max_val_windows or default_val_windows
     if cap and len(val) > cap:
         keep = np.linspace(0, len(val) - 1, cap).round().astype(np.int64)

@@ -115,3 +115,54 @@ def write_sample(out_dir: str, scenes: int = 3, size: int = 512, seed: int = 0) 
     doc = {"type": "FeatureCollection", "features": features}
     segfs.write_bytes_atomic(out.geojson, json.dumps(doc).encode())
     return out
+
+
+def write_seasons(
+    out_dir: str, scenes: int = 8, size: int = 128, *, seed: int = 0, sidecar: bool = True
+) -> list[tuple[str, str, bool]]:
+    """A set whose labels depend on metadata: every scene has the same kind of bright, speckled
+    fields on a textured background, but only in summer scenes (June) are they class 1 ("crop");
+    in winter scenes (December) they are background. Pixels alone cannot tell the two; the
+    acquisition time in the sidecar (or, with `sidecar=False`, nowhere) can.
+
+    Scenes alternate summer, winter, ...; returns (scene, mask, is_summer) per scene."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(scenes):
+        summer = i % 2 == 0
+        fields = np.zeros((size, size), bool)
+        for _ in range(max(2, size * size // 2500)):
+            h, w = (int(x) for x in rng.integers(size // 8, size // 3, size=2))
+            r, c = int(rng.integers(0, size - h)), int(rng.integers(0, size - w))
+            fields[r : r + h, c : c + w] = True
+        noise = rng.normal(0, 1, size=(size // 8 + 1, size // 8 + 1))
+        texture = np.kron(noise, np.ones((8, 8)))[:size, :size]
+        image = np.array([90.0, 110.0, 80.0])[:, None, None] + 12 * texture[None]
+        image = image + np.array([60.0, 50.0, 20.0])[:, None, None] * fields[None]
+        image = np.clip(image + rng.normal(0, 10, size=(3, size, size)), 1, 255).astype(np.uint8)
+        mask = (fields & summer).astype(np.uint8)
+        name = f"season_{i}"
+        profile = {
+            "driver": "GTiff", "width": size, "height": size, "crs": CRS,
+            "transform": from_origin(450000.0 + 1000.0 * i, 35000.0, PIXEL, PIXEL),
+        }  # fmt: skip
+        scene = segfs.join(out_dir, f"{name}.tif")
+        with (
+            segfs.local_copy_for_write(scene, ".tif") as tmp,
+            rasterio.open(tmp, "w", count=3, dtype="uint8", **profile) as dst,
+        ):
+            dst.write(image)
+        mask_path = segfs.join(out_dir, "masks", f"{name}.tif")
+        with (
+            segfs.local_copy_for_write(mask_path, ".tif") as tmp,
+            rasterio.open(tmp, "w", count=1, dtype="uint8", **profile) as dst,
+        ):
+            dst.write(mask[None])
+        if sidecar:
+            day = 10 + i % 15
+            when = f"2021-06-{day:02d}T10:30:00Z" if summer else f"2021-12-{day:02d}T10:30:00Z"
+            segfs.write_bytes_atomic(
+                segfs.join(out_dir, f"{name}.json"), json.dumps({"datetime": when}).encode()
+            )
+        out.append((scene, mask_path, summer))
+    return out

@@ -92,6 +92,7 @@ def _checkpoint(path: str) -> dict[str, Any]:
         "pixel type": info.dtype,
         "normalise": info.normalise,
         "band_stats": {"mean": list(info.mean), "std": list(info.std)},
+        "metadata": info.metadata or "none (not conditioned)",
         "trained": {k: state[k] for k in ("epoch", "step") if k in state} or "weights only",
         "provenance": info.provenance or "not recorded (an older checkpoint)",
     }
@@ -122,6 +123,7 @@ def _export(path: str) -> dict[str, Any]:
         "bands": list(info.bands),
         "window size": info.size,
         "normalise": info.normalise,
+        "metadata": info.metadata or "none (not conditioned)",
         "provenance": info.provenance or "not recorded",
     }
 

@@ -25,6 +25,7 @@ import torch
 
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo, read_checkpoint
+from seg.data.scene_metadata import MetadataCodec
 from seg.errors import CheckpointError, ConfigError
 from seg.inference.predictor import load_network
 
@@ -78,8 +79,12 @@ def _safetensors(net: torch.nn.Module, info: CheckpointInfo, path: str) -> None:
     save_file(weights, path, metadata={META: info_json(info)})
 
 
-def _example(info: CheckpointInfo) -> torch.Tensor:
-    return torch.zeros(1, info.in_channels, info.size, info.size)  # (B, C, S, S)
+def _example(info: CheckpointInfo) -> tuple[torch.Tensor, ...]:
+    """The network's example inputs: the image (1, C, S, S) [, the metadata vector (1, M)]."""
+    image = torch.zeros(1, info.in_channels, info.size, info.size)
+    if info.metadata is None:
+        return (image,)
+    return image, torch.zeros(1, MetadataCodec.from_json(info.metadata).size)
 
 
 def _onnx(net: torch.nn.Module, info: CheckpointInfo, path: str) -> None:
@@ -87,13 +92,15 @@ def _onnx(net: torch.nn.Module, info: CheckpointInfo, path: str) -> None:
 
     with tempfile.TemporaryDirectory(prefix="seg-onnx-") as work:
         raw = os.path.join(work, "model.onnx")
+        example = _example(info)
+        names = ["image", "meta"][: len(example)]
         torch.onnx.export(
             net,
-            (_example(info),),
+            example,
             raw,
-            input_names=["image"],
+            input_names=names,
             output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )

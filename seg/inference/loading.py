@@ -22,9 +22,10 @@ RUNTIMES = ("auto", "torch", "onnx")
 
 
 class WindowModel(Protocol):
-    """Prepared windows (B, C, S, S) float32 -> class probabilities (B, K, S, S) float32."""
+    """Prepared windows (B, C, S, S) float32 -> class probabilities (B, K, S, S) float32; a
+    conditioned network also takes the scene's metadata vector (M,)."""
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+    def __call__(self, batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def load_for(path: str, options: PredictOptions) -> tuple[WindowModel, CheckpointInfo]:

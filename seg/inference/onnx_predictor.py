@@ -26,22 +26,31 @@ class OnnxPredictor:
 
     def __init__(self, session: Any, tta: bool = False) -> None:
         self.session, self.tta = session, tta
+        # A conditioned network's export takes "meta" (B, M) too (seg.inference.export).
+        shapes = {i.name: i.shape for i in session.get_inputs()}
+        self.meta_size = int(shapes["meta"][1]) if "meta" in shapes else 0
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(["logits"], {"image": np.ascontiguousarray(x, np.float32)})
+    def _forward(self, x: np.ndarray, meta: np.ndarray | None) -> np.ndarray:
+        feed = {"image": np.ascontiguousarray(x, np.float32)}
+        if self.meta_size:
+            # No vector: every field "missing" (zero codes, zero presence flags).
+            row = np.zeros(self.meta_size, np.float32) if meta is None else meta
+            feed["meta"] = np.ascontiguousarray(np.broadcast_to(row, (len(x), self.meta_size)))
+        (logits,) = self.session.run(["logits"], feed)
         return _softmax(logits.astype(np.float32))
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        """meta: the scene's metadata vector (M,) for a conditioned network."""
         if not self.tta:
-            return self._forward(batch)
+            return self._forward(batch, meta)
         # The same test-time augmentation as the torch Predictor: flips and a quarter turn.
-        total = self._forward(batch)
-        total += self._forward(batch[..., ::-1])[..., ::-1]
-        total += self._forward(batch[..., ::-1, :])[..., ::-1, :]
+        total = self._forward(batch, meta)
+        total += self._forward(batch[..., ::-1], meta)[..., ::-1]
+        total += self._forward(batch[..., ::-1, :], meta)[..., ::-1, :]
         n = 3
         if batch.shape[-1] == batch.shape[-2]:
             turned = np.rot90(batch, 1, axes=(-2, -1))
-            total += np.rot90(self._forward(turned), -1, axes=(-2, -1))
+            total += np.rot90(self._forward(turned, meta), -1, axes=(-2, -1))
             n = 4
         return total / n
 

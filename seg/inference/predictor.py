@@ -78,27 +78,32 @@ class Predictor:
             with torch.autocast(self.device.type, dtype=self.autocast):
                 yield
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, S, S) -> softmax probabilities (B, K, S, S) float32."""
+    def _forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, S, S) [+ metadata (B, M)] -> softmax probabilities (B, K, S, S) float32."""
         with self._precision():
-            logits = self.model(x)
+            logits = self.model(x) if meta is None else self.model(x, meta)
         return torch.softmax(logits.float(), dim=1)
 
     @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         """Prepared windows (B, C, S, S) float32 (seg.data.window_prep) -> probabilities
-        (B, K, S, S) float32."""
+        (B, K, S, S) float32. meta: the scene's metadata vector (M,) for a conditioned network
+        (seg.data.scene_metadata); without it every field counts as missing."""
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
         if self.device.type == "cuda" or self.autocast is not None:
             x = x.contiguous(memory_format=torch.channels_last)
+        m = None
+        if meta is not None:
+            m = torch.from_numpy(np.asarray(meta, np.float32)).to(self.device)
+            m = m.reshape(1, -1).expand(x.shape[0], -1)  # (B, M): one scene, one vector
         if not self.tta:
-            return self._forward(x).cpu().numpy()
+            return self._forward(x, m).cpu().numpy()
         # Test-time augmentation: flips and a quarter turn, each undone on the output, averaged.
-        total = self._forward(x)
-        total += self._forward(x.flip(-1)).flip(-1)
-        total += self._forward(x.flip(-2)).flip(-2)
+        total = self._forward(x, m)
+        total += self._forward(x.flip(-1), m).flip(-1)
+        total += self._forward(x.flip(-2), m).flip(-2)
         if x.shape[-1] == x.shape[-2]:
-            total += torch.rot90(self._forward(torch.rot90(x, 1, (-2, -1))), -1, (-2, -1))
+            total += torch.rot90(self._forward(torch.rot90(x, 1, (-2, -1)), m), -1, (-2, -1))
             n = 4
         else:
             n = 3

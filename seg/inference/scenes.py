@@ -20,6 +20,7 @@ import rasterio
 
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo
+from seg.data.scene_metadata import SceneFacts
 from seg.data.window_prep import Normalisation, prepare_window, scene_stats
 from seg.errors import ConfigError, InputError
 from seg.geo.grid import Window, axis_offsets, check_geometry, windows
@@ -34,6 +35,7 @@ from seg.geo.raster import (
     scene_info,
 )
 from seg.inference.loading import WindowModel, load_for
+from seg.inference.metadata import conditioned
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import (
     OutputPaths,
@@ -233,6 +235,7 @@ def predict_with(
                     summary.windows += _predict_scene(
                         path, dst, predictor, info, opts=opts, tags={**tags, "SEG_SOURCE": path},
                         norm=norm, overlap=overlap, read_bands=read_bands, bar=bar,
+                        reporter=reporter,
                     )  # fmt: skip
                 except READ_ERRORS as exc:
                     # A write into a full temp folder fails inside the same block as the reads.
@@ -258,6 +261,7 @@ def _predict_scene(
     overlap: int,
     read_bands: list[int],
     bar: Bar,
+    reporter: Reporter,
 ) -> int:
     """Predict one scene into `dst`; the number of windows."""
     size = info.size
@@ -268,6 +272,7 @@ def _predict_scene(
         check_scene(scene, info, bands_given=True)
         if info.normalise == "scene":  # the scene's own statistics, as in training
             norm = Normalisation.of_stats(scene_stats(ds, scene), fallback=norm)
+        model = conditioned(predictor, info, SceneFacts.of_info(scene), reporter)
         # How many windows (for the bar only: batches() builds the grid, once).
         stride = size - overlap
         rows, cols = (
@@ -285,7 +290,7 @@ def _predict_scene(
                 scene.width,
                 size=size,
                 overlap=overlap,
-                predictor=predictor,
+                predictor=model,
                 norm=norm,
                 num_classes=info.num_classes,
                 sink=sink,

@@ -25,11 +25,13 @@ import numpy as np
 import zarr
 
 from seg import fs as segfs
+from seg.data.scene_metadata import SceneFacts
 from seg.data.store import Scene, SceneAttrs, WindowStore
 from seg.data.window_prep import Normalisation, prepare_window, store_valid
 from seg.errors import ConfigError, InputError, StoreError
 from seg.geo.grid import Window
 from seg.inference.loading import WindowModel, load_for
+from seg.inference.metadata import conditioned
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import MASK_SUFFIX, VECTOR_FORMATS, OutputPaths, SceneOutputs
 from seg.inference.stitch import Stitcher
@@ -119,11 +121,12 @@ def predict_store(
                 )
             bar.reset(len(scene), f"windows {sid}")
             own = Normalisation.of_stats(scene.band_stats, norm)
+            facts = SceneFacts.of_attrs(sid, scene.attrs)  # the metadata `seg tile` kept
             _predict_scene(
                 root,
                 sid,
                 scene,
-                predictor=predictor,
+                predictor=conditioned(predictor, info, facts, reporter),
                 norm=own if info.normalise == "scene" else norm,
                 k=info.num_classes,
                 batch_size=opts.batch_size,

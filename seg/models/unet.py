@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from seg.errors import ConfigError
+from seg.models.conditioning import Conditioner, film
 
 STRIDE = 32  # the encoder halves the input 5 times: inputs must be multiples of 32
 # smp's own widths: what checkpoints written before `model.decoder_channels` existed hold.
@@ -17,21 +18,41 @@ SMP_DECODER = (256, 128, 64, 32, 16)
 
 
 class UNet(smp.Unet):
-    """smp's UNet-MobileNetV2, run at `scale` of the input's resolution.
+    """smp's UNet-MobileNetV2, run at `scale` of the input's resolution, optionally conditioned
+    on scene metadata.
 
     With scale < 1 the image is averaged down (area interpolation) before the network and the
     logits are interpolated back (bilinear) to the input's size, so the loss and the mask live
     on the native grid: labels are never resampled, and `seg predict` writes native pixels. A
-    step then costs about scale^2 of a native one. The weights' names are smp's own.
+    step then costs about scale^2 of a native one. The weights' names are smp's own; a
+    conditioned network adds `conditioner.*` (seg.models.conditioning).
     """
 
-    def __init__(self, *, scale: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        scale: float = 1.0,
+        conditioning: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.scale = float(scale)
+        self.conditioner: Conditioner | None = None
+        if conditioning:
+            mechanism = str(conditioning.get("mechanism", "film"))
+            decoder = [int(b.conv2[0].out_channels) for b in self.decoder.blocks]
+            deepest = [int(self.encoder.out_channels[-1])]
+            self.conditioner = Conditioner(
+                [int(w) for w in conditioning["widths"]],
+                decoder if mechanism == "film" else deepest,
+                mechanism=mechanism,
+                hidden=int(conditioning.get("hidden", 64)),
+                dropout=float(conditioning.get("dropout", 0.0)),
+            )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         if self.scale == 1.0:
-            return super().forward(x)
+            return self._logits(x, meta)
         size = x.shape[-2:]
         k = round(1.0 / self.scale)
         if abs(k * self.scale - 1.0) < 1e-9:  # 1/k: k x k means, an AveragePool in ONNX too
@@ -39,8 +60,30 @@ class UNet(smp.Unet):
         else:
             shape = (round(size[0] * self.scale), round(size[1] * self.scale))
             small = F.interpolate(x, size=shape, mode="area")  # (B, C, sH, sW)
-        logits = super().forward(small)  # (B, K, sH, sW)
+        logits = self._logits(small, meta)  # (B, K, sH, sW)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def _logits(self, x: torch.Tensor, meta: torch.Tensor | None) -> torch.Tensor:
+        if self.conditioner is None:
+            return super().forward(x)
+        if meta is None:  # no metadata at all: every field takes its "missing" embedding
+            meta = self.conditioner.blank(x.shape[0], x.device)
+        params = self.conditioner(meta)
+        features = self.encoder(x)
+        if self.conditioner.mechanism == "deep":
+            deep = params[0].to(features[-1].dtype)[:, :, None, None]  # (B, C, 1, 1)
+            return self.segmentation_head(self.decoder([*features[:-1], features[-1] + deep]))
+        # smp's UnetDecoder.forward, with FiLM after every block.
+        decoder: Any = self.decoder
+        shapes = [f.shape[2:] for f in features][::-1]
+        deep_first = features[1:][::-1]  # the skip at full resolution is not used
+        skips = deep_first[1:]
+        y = decoder.center(deep_first[0])
+        for i, block in enumerate(decoder.blocks):
+            height, width = shapes[i + 1]
+            skip = skips[i] if i < len(skips) else None
+            y = film(block(y, height, width, skip_connection=skip), params[i])
+        return self.segmentation_head(y)
 
 
 def build_unet(section: dict[str, Any]) -> torch.nn.Module:
@@ -58,6 +101,7 @@ def build_unet(section: dict[str, Any]) -> torch.nn.Module:
         decoder_channels=tuple(section.get("decoder_channels") or SMP_DECODER),
         decoder_use_norm="batchnorm" if section.get("batchnorm", True) else None,
         decoder_dropout=float(section.get("dropout", 0.0)),
+        conditioning=section.get("conditioning"),
     )
 
 

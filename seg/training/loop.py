@@ -51,7 +51,7 @@ class Trainer(Session):
             pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self) -> Iterator[list[torch.Tensor]]:
         """The epoch's batches. A SIGTERM sent to the whole process group also kills the
         DataLoader workers; that is a preemption too (checkpoint, exit 75), not a crash."""
         it = iter(self._loader())
@@ -171,12 +171,13 @@ class Trainer(Session):
         self.step.train()
         plan, batch = self.plan, cfg.data.batch_size
         sums: dict[str, list[float]] = {}  # the step's figures -> [sum, count] of finite values
-        for image, mask in self._batches():
+        for image, mask, *meta in self._batches():  # meta: [(B, M)] for a conditioned network
             if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
                 plan.time_up = True  # every rank stops at the same step
                 break
             s0 = time.perf_counter()
-            out = self.step.train_step(image.to(self.device), mask.to(self.device))
+            cond = meta[0].to(self.device) if meta else None
+            out = self.step.train_step(image.to(self.device), mask.to(self.device), cond)
             lost = not math.isfinite(out["loss"])
             asked = self.control.poll() if self.ddp.is_main else None
             # one collective per step for every stop: a signal, a NaN, a control.json request

@@ -87,7 +87,9 @@ class AdversarialStep(SegmentationStep):
     def discriminator(self) -> nn.Module:
         return self.d_net
 
-    def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    def train_step(
+        self, image: torch.Tensor, mask: torch.Tensor, meta: torch.Tensor | None = None
+    ) -> dict[str, float]:
         p = self.p
         image = self._prepare(image)
         valid = (mask != IGNORE).unsqueeze(1).float()  # (B, 1, H, W)
@@ -96,7 +98,7 @@ class AdversarialStep(SegmentationStep):
         sigma = p.instance_noise * max(0.0, 1.0 - self.steps_done / self.noise_steps)
         stats: dict[str, float] = {"noise": sigma}
 
-        logits = self._generate(image)
+        logits = self._generate(image, meta)
         for _ in range(p.d_steps):
             fake = logits.detach().float().softmax(dim=1) * valid  # (B, K, H, W)
             d_stats = self._d_update(cond, real, fake, valid=valid, sigma=sigma)
@@ -106,7 +108,7 @@ class AdversarialStep(SegmentationStep):
 
         for i in range(p.g_steps):
             if i > 0:
-                logits = self._generate(image)
+                logits = self._generate(image, meta)
             g_stats = self._g_update(cond, logits, mask, valid=valid, sigma=sigma, real=real)
             stats.update(g_stats)
             if not math.isfinite(g_stats["loss"]):

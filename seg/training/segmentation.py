@@ -30,12 +30,7 @@ class SegmentationStep(Step):
 
     def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
         super().__init__(cfg, spec)
-        section = {
-            **cfg.model.model_dump(),
-            "in_channels": spec.in_channels,
-            "num_classes": spec.num_classes,
-        }
-        net = build_model(section).to(spec.device)
+        net = build_model(spec.model_section(cfg)).to(spec.device)
         if spec.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
@@ -59,10 +54,11 @@ class SegmentationStep(Step):
             else image
         )
 
-    def _generate(self, image: torch.Tensor) -> torch.Tensor:
+    def _generate(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Training forward of the (wrapped, maybe compiled) network: float32 logits."""
         with self.spec.autocast():
-            return self.forward(image).float()
+            out = self.forward(image) if meta is None else self.forward(image, meta)
+            return out.float()
 
     def _update_generator(self, loss: torch.Tensor) -> float:
         """Backward + step of the generator's optimizer (and its weight average); the grad
@@ -78,9 +74,11 @@ class SegmentationStep(Step):
             self.ema.update(self.net)
         return norm
 
-    def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    def train_step(
+        self, image: torch.Tensor, mask: torch.Tensor, meta: torch.Tensor | None = None
+    ) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self._generate(self._prepare(image)), mask)
+        loss = self.loss_fn(self._generate(self._prepare(image), meta), mask)
         if not self.spec.all_finite(loss):
             value = float(loss.detach())
             return {"loss": value if not math.isfinite(value) else math.nan}
@@ -88,10 +86,10 @@ class SegmentationStep(Step):
         return {"loss": float(loss.detach()), "grad_norm": grad_norm}
 
     @torch.no_grad()
-    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+    def eval_logits(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         net = self.ema.evaluated(self.net) if self.ema else self.net
         with self.spec.autocast():
-            logits = net(self._prepare(image))
+            logits = net(self._prepare(image)) if meta is None else net(self._prepare(image), meta)
         return logits.float()
 
     @torch.no_grad()

@@ -14,9 +14,10 @@ import torch.distributed as dist
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo
 from seg.config import TrainConfig
-from seg.data.dataset import build_datasets, open_data
+from seg.data.dataset import build_datasets, open_data, scene_facts
+from seg.data.scene_metadata import MetadataCodec
 from seg.data.window_prep import Normalisation
-from seg.errors import Diverged, Preempted
+from seg.errors import CheckpointError, Diverged, Preempted
 from seg.locks import FolderLock
 from seg.models.unet import check_scale
 from seg.provenance import code_provenance
@@ -77,9 +78,10 @@ class Session:
             if state
             else Normalisation.from_store(info.store, info.train_ids)
         )
+        self.codec = self._metadata_codec(state, resume_path)
         # A budgeted run validates on an evenly spaced subsample unless data.max_val_windows says.
         cap = VAL_WINDOWS if cfg.train.time_budget_s else None
-        self.train_set, val_set = build_datasets(info, self.norm, cfg, cap)
+        self.train_set, val_set = build_datasets(info, self.norm, cfg, cap, codec=self.codec)
         if cfg.loss.class_weights == "auto":
             weights = balanced_weights(class_frequencies(self.train_set, len(self.classes)))
             self.reporter.note(
@@ -120,7 +122,9 @@ class Session:
             distributed=self.ddp.enabled,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
             reporter=self.reporter,
+            conditioning=self._conditioning(),
         )
+        self.spec = spec
         self.step: Step = build_step(cfg, spec)
         if cfg.model.encoder_weights and not state:
             from seg.models.unet import load_encoder_weights
@@ -160,11 +164,7 @@ class Session:
     def info(self) -> CheckpointInfo:
         """What `seg predict` needs to know about the network this run trains."""
         return CheckpointInfo(
-            model={
-                **self.cfg.model.model_dump(),
-                "in_channels": self.bands,
-                "num_classes": len(self.classes),
-            },
+            model=self.spec.model_section(self.cfg),
             class_names=tuple(self.classes),
             bands=tuple(self.data.band_ids),
             mean=tuple(float(x) for x in self.norm.mean),
@@ -173,7 +173,44 @@ class Session:
             dtype=self.data.dtype,
             normalise=self.cfg.data.normalise,
             provenance=self.provenance,
+            metadata=self.codec.to_json() if self.codec else None,
         )
+
+    def _metadata_codec(self, state: dict[str, Any] | None, path: str) -> MetadataCodec | None:
+        """The metadata encoding: fitted on the train split, or the resumed checkpoint's."""
+        fields = self.cfg.model.metadata
+        if state is not None:
+            saved = state.get("metadata")
+            codec = MetadataCodec.from_json(saved) if saved else None
+            if (codec.names if codec else []) != [f.name for f in fields]:
+                raise CheckpointError(
+                    f"checkpoint {path} is conditioned on {codec.names if codec else []}, this"
+                    f" run on {[f.name for f in fields]} (model.metadata); resume with the same"
+                    " fields, or use another --out"
+                )
+            return codec
+        if not fields:
+            return None
+        codec = MetadataCodec.fit(fields, scene_facts(self.data, self.data.train_ids))
+        self.reporter.note(
+            "conditioned on scene metadata ("
+            + self.cfg.model.metadata_mechanism
+            + "): "
+            + ", ".join(f"{f.name} ({f.kind})" for f in codec.fields)
+        )
+        return codec
+
+    def _conditioning(self) -> dict[str, Any] | None:
+        """The conditioner's shape for the model section (seg.models.conditioning)."""
+        if self.codec is None:
+            return None
+        m = self.cfg.model
+        return {
+            "widths": self.codec.widths,
+            "mechanism": m.metadata_mechanism,
+            "hidden": m.metadata_hidden,
+            "dropout": m.metadata_dropout,
+        }
 
     def state(self) -> dict[str, Any]:
         return {

@@ -43,9 +43,24 @@ class StepSpec:
     reporter: Reporter = SILENT
     extra: dict[str, Any] = field(default_factory=dict)
     horizon: Horizon = field(default_factory=lambda: Horizon(1))
+    # The metadata conditioner's shape (seg.models.conditioning: widths, mechanism, hidden,
+    # dropout); None = a plain network.
+    conditioning: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.horizon.steps = max(self.horizon.steps, self.total_steps)
+
+    def model_section(self, cfg: TrainConfig) -> dict[str, Any]:
+        """The resolved model section the network is built from (and predict rebuilds it from):
+        the config's, plus what the data says (channels, classes, conditioning)."""
+        section = {
+            **cfg.model.model_dump(mode="json"),
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+        }
+        if self.conditioning:
+            section["conditioning"] = dict(self.conditioning)
+        return section
 
     def wrap(self, module: nn.Module) -> nn.Module:
         if not self.distributed:
@@ -77,7 +92,8 @@ class Step:
     """Base class of per-batch training work. Subclasses implement the methods that raise.
 
     Tensors arrive on `spec.device`: image (B, C, H, W) float32 normalised, mask (B, H, W) int64
-    with 255 = ignore.
+    with 255 = ignore, and for a conditioned network meta (B, M) float32 (seg.data.scene_metadata;
+    None otherwise).
     """
 
     def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
@@ -90,13 +106,15 @@ class Step:
         (B, C, H, W) -> logits (B, K, H, W). Its state_dict is the checkpoint's `state_dict`."""
         raise NotImplementedError
 
-    def train_step(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    def train_step(
+        self, image: torch.Tensor, mask: torch.Tensor, meta: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Forward, backward, clip, optimizer step(s) for one batch. Returns scalars to log; must
         contain "loss" (the loop stops the run when it is not finite) and should contain
         "grad_norm". When the loss is not finite the weights must be left untouched."""
         raise NotImplementedError
 
-    def eval_logits(self, image: torch.Tensor) -> torch.Tensor:
+    def eval_logits(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K, H, W) float32 for validation, without gradients."""
         raise NotImplementedError
 

@@ -73,10 +73,10 @@ class Validator:
         step.eval()
         cm = ConfusionMatrix(len(self.class_names), self.class_names)
         loss_sum, batches = 0.0, 0
-        for image, mask in self.loader:
+        for image, mask, *meta in self.loader:  # meta: [(B, M)] for a conditioned network
             if should_stop():
                 return {}
-            logits = step.eval_logits(image.to(self.device))
+            logits = step.eval_logits(image.to(self.device), _on(meta, self.device))
             mask = mask.to(self.device)
             loss = step.eval_loss(logits, mask)
             if math.isfinite(loss):
@@ -99,10 +99,16 @@ class Validator:
         if not self.preview_ids:
             return None
         items = [self.dataset[i] for i in self.preview_ids]
-        images = torch.stack([im for im, _ in items])  # (N, C, S, S)
-        truths = torch.stack([m for _, m in items])  # (N, S, S)
-        preds = step.eval_logits(images.to(self.device)).argmax(1).cpu()
+        images = torch.stack([it[0] for it in items])  # (N, C, S, S)
+        truths = torch.stack([it[1] for it in items])  # (N, S, S)
+        meta = [torch.stack([it[2] for it in items])] if len(items[0]) > 2 else []  # [(N, M)]
+        preds = step.eval_logits(images.to(self.device), _on(meta, self.device)).argmax(1).cpu()
         return preview_grid(images.numpy(), truths.numpy(), preds.numpy())
+
+
+def _on(meta: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:
+    """A batch's metadata (B, M) on `device`, or None for a plain network."""
+    return meta[0].to(device) if meta else None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from seg.errors import CheckpointError
 from seg.report import SILENT, Reporter
 
 HEAD = "segmentation_head."  # smp's name of the last (1x1 -> classes) layer
+CONDITIONER = "conditioner."  # the metadata conditioner (seg.models.conditioning)
 
 
 def warm_start(
@@ -35,6 +36,20 @@ def warm_start(
             f"model.init_from {path} has classes {list(info.class_names)}, this run {classes}:"
             " its classification head starts afresh"
         )
+    ours = net.state_dict()
+    have = {k for k in weights if k.startswith(CONDITIONER)}
+    want = {k for k in ours if k.startswith(CONDITIONER)}
+    if have and (have != want or any(weights[k].shape != ours[k].shape for k in have)):
+        weights = {k: v for k, v in weights.items() if not k.startswith(CONDITIONER)}
+        reporter.warn(
+            f"model.init_from {path} was conditioned on other metadata than this run:"
+            " its metadata conditioner is left out"
+        )
+    elif want and not have:
+        reporter.note(
+            f"model.init_from {path} has no metadata conditioner; this run's starts at"
+            " identity (the start is exactly that model)"
+        )
     fix = "its model options (decoder_channels, ...) must be this run's"
     try:
         result = net.load_state_dict(weights, strict=False)
@@ -43,7 +58,7 @@ def warm_start(
         raise CheckpointError(
             f"model.init_from {path} does not fit this model ({reason}); {fix}"
         ) from exc
-    wrong = [k for k in result.missing_keys if not k.startswith(HEAD)]
+    wrong = [k for k in result.missing_keys if not k.startswith((HEAD, CONDITIONER))]
     if wrong or result.unexpected_keys:
         raise CheckpointError(
             f"model.init_from {path} does not fit this model (missing {wrong[:3]}, unexpected"

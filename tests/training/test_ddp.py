@@ -21,12 +21,17 @@ def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Plain, and conditioned on scene metadata with field dropout (seg.models.conditioning).
+METADATA = ["model.metadata=[lat, lon, gsd]", "model.metadata_dropout=0.3"]
+
+
 @pytest.mark.slow
-def test_ddp_two_processes_on_gloo(make_store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [[], METADATA], ids=["plain", "metadata"])
+def test_ddp_two_processes_on_gloo(make_store, tmp_path: Path, extra: list[str]) -> None:
     # 8 train windows, batch 2 per process, 2 processes: 2 steps per epoch.
     store = make_store({"a": "train", "b": "val"}, windows=8)
     run = tmp_path / "run"
-    sets = ["train.epochs=1", "train.deterministic=false"]
+    sets = ["train.epochs=1", "train.deterministic=false", *extra]
     done = torchrun(*train_args(store, run, *sets))
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -36,3 +41,6 @@ def test_ddp_two_processes_on_gloo(make_store, tmp_path: Path) -> None:
     state = load_checkpoint(str(run / "last.pt"))
     assert (state["epoch"], state["step"]) == (1, 2)
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+    if extra:  # the conditioner trained on both ranks (its last layer starts at zero)
+        assert state["metadata"]["fields"][0]["name"] == "lat"
+        assert state["state_dict"]["conditioner.head.weight"].abs().sum() > 0
