@@ -129,3 +129,17 @@ def test_config_refuses_duplicates_kinds_on_builtins_and_typos() -> None:
     ]:
         with pytest.raises(ConfigError, match=why):
             load_config(TrainConfig, None, [bad])
+
+
+def test_an_xview2_sidecar_gives_every_field() -> None:
+    """What `python -m data_prep xview2` writes (xView2's label metadata) feeds the fields."""
+    side = {
+        "sensor": "WORLDVIEW02", "capture_date": "2018-10-05T17:18:05.000Z", "gsd": 2.1,
+        "off_nadir_angle": 25.1, "sun_elevation": 50.3, "img_name": "x.png",
+    }  # fmt: skip
+    spec = fields("day_of_year", "hour", "gsd", "off_nadir_angle", "sun_elevation", "sensor")
+    got = read_values(spec, facts(sidecar=side))
+    assert got == {
+        "day_of_year": pytest.approx(278 + 17 / 24), "hour": pytest.approx(17.3),
+        "gsd": 2.1, "off_nadir_angle": 25.1, "sun_elevation": 50.3, "sensor": "WORLDVIEW02",
+    }  # fmt: skip

@@ -86,7 +86,7 @@ def test_checkpoint_codec_predict_exports_and_store(tmp_path: Path, monkeypatch,
     extra = ["model.metadata=[day_of_year, hour, lat, lon, gsd]", "model.metadata_dropout=0.2"]
     code, err = seg_inprocess(monkeypatch, capsys, *train_args(store, run, *FAST, *extra))
     assert code == 0, err
-    assert "conditioned on scene metadata (film): day_of_year (day_of_year)" in err
+    assert "conditioned on scene metadata (deep): day_of_year (day_of_year)" in err
     state = load_checkpoint(str(run / "last.pt"))
     assert [f["name"] for f in state["metadata"]["fields"]] == [
         "day_of_year", "hour", "lat", "lon", "gsd"
