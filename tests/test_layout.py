@@ -9,7 +9,7 @@ The contract (README §Development):
       <- geo <- evaluation
       <- models
       <- training (models, data, evaluation, geo)      inference (models, data, evaluation, geo)
-      <- jobs <- cli, quickstart, __main__
+      <- jobs <- ui <- cli, quickstart, __main__
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"models", "data", "evaluation", "geo"},
     "inference": {"models", "data", "evaluation", "geo"},
     "jobs": {"training", "inference", "evaluation", "models", "data", "geo"},
-    "top": {"jobs", "training", "inference", "evaluation", "models", "data", "geo"},
+    "ui": {"jobs", "training", "inference", "evaluation", "models", "data", "geo"},
+    "top": {"ui", "jobs", "training", "inference", "evaluation", "models", "data", "geo"},
 }
 
 

@@ -14,7 +14,7 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from seg.cli import artifacts, data, jobs, model  # noqa: F401  (each registers its commands)
+from seg.cli import artifacts, data, jobs, model, ui  # noqa: F401  (each registers its commands)
 from seg.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,5 +1,6 @@
 """What a training run records and shows: TensorBoard scalars and preview grids, metrics.jsonl
-(one line per epoch), and through the reporter a progress bar (loss, windows/s, ETA) and an
+(one line per epoch), steps.jsonl (one line per logged step, and events: what `seg ui` draws
+live), and through the reporter a progress bar (loss, windows/s, ETA) and an
 epoch summary line.
 
 RUN_DIR may be gs://: TensorBoard events are written to a local folder and copied to
@@ -18,6 +19,7 @@ import time
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from seg import classes
@@ -70,6 +72,35 @@ class Logbook:
         self.tb_dir = tb_dir
         self.records = self._read_records(resume)
         self.reporter = reporter
+        # steps.jsonl: one line per logged step (and per event), what `seg ui` draws live
+        self.steps_path = segfs.join(run_dir, "steps.jsonl")
+        self.step_lines = self._read_steps(resume_step)
+        self.events: list[str] = []  # since the last epoch record
+
+    def _read_steps(self, step: int | None) -> list[str]:
+        """The step lines a resumed run keeps (those up to its checkpoint's step)."""
+        if step is None or not segfs.exists(self.steps_path):
+            lines: list[str] = []
+        else:
+            text = segfs.read_bytes(self.steps_path).decode(errors="replace")
+            lines = [line for line in text.splitlines() if _step_of(line) <= step]
+        segfs.write_bytes_atomic(self.steps_path, "".join(x + "\n" for x in lines).encode())
+        return lines
+
+    def _step_line(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record)
+        self.step_lines.append(line)
+        if not self.remote:  # local: appended as it happens; gs://: rewritten each epoch
+            with open(self.steps_path.removeprefix("file://"), "a") as f:
+                f.write(line + "\n")
+
+    def event(self, step: int, text: str) -> None:
+        """Something that happened to the run (an LR change): TensorBoard text, a step line,
+        and the `events` of the next metrics.jsonl record."""
+        self.tb.add_text("events", text, step)
+        self._step_line({"step": step, "time": time.time(), "event": text})
+        self.events.append(text)
+        self.reporter.note(f"step {step}: {text}")
 
     def _read_records(self, resume: tuple[int, int] | None) -> list[dict[str, Any]]:
         if resume is None or not segfs.exists(self.metrics_path):
@@ -94,9 +125,11 @@ class Logbook:
             fs.get(root.rstrip("/") + "/", local.rstrip("/") + "/", recursive=True)
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
-        for key, value in values.items():
-            if value is not None and math.isfinite(value):
-                self.tb.add_scalar(f"{prefix}/{key}", value, step)
+        finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+        for key, value in finite.items():
+            self.tb.add_scalar(f"{prefix}/{key}", value, step)
+        if prefix == "train":
+            self._step_line({"step": step, "time": time.time(), **finite, **resources()})
 
     def epoch(self, record: dict[str, Any], preview: np.ndarray | None) -> None:
         """One epoch's record: TensorBoard scalars + preview grid, a metrics.jsonl line, and a
@@ -112,8 +145,13 @@ class Logbook:
         if self.remote:
             fs, root = segfs.filesystem(segfs.join(self.run_dir, "tensorboard"))
             fs.put(self.tb_dir.rstrip("/") + "/", root.rstrip("/") + "/", recursive=True)
+        if self.events:
+            record, self.events = {**record, "events": self.events}, []
         self.records.append(record)
         self._write_records(self.records)
+        if self.remote:
+            text = "".join(x + "\n" for x in self.step_lines)
+            segfs.write_bytes_atomic(self.steps_path, text.encode())
         per_class = " ".join(f"{n}={v['iou']:.3f}" for n, v in record.get("per_class", {}).items())
         self.reporter.note(
             f"epoch {record['epoch']} step {step}: train_loss {record['train_loss']:.4f}"
@@ -125,6 +163,21 @@ class Logbook:
         self.tb.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", math.inf))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return math.inf  # a torn last line (a kill mid-write): dropped
+
+
+def resources() -> dict[str, float]:
+    """Host memory of this process, and the GPU's when training on one, in MB."""
+    out = {"rss_mb": psutil.Process().memory_info().rss / 1e6}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["gpu_mem_mb"] = torch.cuda.memory_allocated() / 1e6
+    return out
 
 
 class EpochBar:

@@ -90,6 +90,7 @@ class Trainer(Session):
             if self.ddp.is_main:
                 text = as_comment(self.provenance) + dump_yaml(self.cfg)
                 segfs.write_bytes_atomic(segfs.join(self.out, "config.yaml"), text.encode())
+                self.describe_run()
             result = self._loop(log)
             if self.ddp.is_main:
                 summary = {k: v for k, v in vars(result).items() if k != "run_dir"}
@@ -180,11 +181,15 @@ class Trainer(Session):
             out = self.step.train_step(image.to(self.device), mask.to(self.device), cond)
             lost = not math.isfinite(out["loss"])
             asked = self.control.poll() if self.ddp.is_main else None
-            # one collective per step for every stop: a signal, a NaN, a control.json request
+            lr_id, lr = (self.control.lr or (0.0, 0.0)) if self.ddp.is_main else (0.0, 0.0)
+            # one collective per step for every request: a signal, a NaN, a control.json stop,
+            # a new LR (rank 0's: the others send 0, and the max is rank 0's)
             flags = [float(self.signal is not None), float(lost), float(asked is not None)]
-            stop, bad, halt = self.ddp.agree(flags)
+            stop, bad, halt, lr_id, lr = self.ddp.agree([*flags, lr_id, lr])
             if bad:
                 raise self._diverged(out["loss"])
+            if lr_id > self.lr_applied:
+                self._set_lr(log, lr, lr_id)
             for key, value in out.items():
                 if isinstance(value, float) and math.isfinite(value):
                     total = sums.setdefault(key, [0.0, 0.0])
@@ -217,6 +222,15 @@ class Trainer(Session):
                 break
         self.epoch_stats = {f"train_{k}": t[0] / t[1] for k, t in sums.items() if k != "loss"}
         return losses, speed
+
+    def _set_lr(self, log: Logbook | None, lr: float, lr_id: float) -> None:
+        """An LR request from control.json: from the next step on the schedule continues from
+        `lr` (every LR it will give is scaled by lr / the current LR)."""
+        before = self.step.lr()
+        self.step.scale_lr(lr / before)
+        self.lr_applied = lr_id
+        if log:
+            log.event(self.global_step, f"lr set to {lr:g} (was {before:g}) through control.json")
 
     def _end_epoch(self, log: Logbook | None, losses: list[float], speed: float, t0: float) -> bool:
         """Validate, update early stopping, log; True when the metric improved."""

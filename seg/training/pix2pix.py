@@ -41,7 +41,13 @@ from seg.models.pix2pix import (
 from seg.training.gan_inputs import mismatched, noisy, soft_targets
 from seg.training.gan_watch import CollapseWatch
 from seg.training.segmentation import SegmentationStep
-from seg.training.steps import StepSpec, build_scaler, build_scheduler, scaled_update
+from seg.training.steps import (
+    StepSpec,
+    build_scaler,
+    build_scheduler,
+    scale_scheduler,
+    scaled_update,
+)
 
 if TYPE_CHECKING:
     from seg.config import TrainConfig
@@ -120,6 +126,10 @@ class AdversarialStep(SegmentationStep):
     def step_schedulers(self) -> None:
         super().step_schedulers()
         self.scheduler_d.step()
+
+    def scale_lr(self, factor: float) -> None:
+        super().scale_lr(factor)
+        scale_scheduler(self.scheduler_d, factor)
 
     def train(self) -> None:
         super().train()

@@ -3,7 +3,9 @@ turn running out of memory into one line that says which batch size to try."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import torch
 
@@ -15,6 +17,8 @@ from seg.notify import message, send
 from seg.report import SILENT, Reporter
 from seg.training import runtime
 from seg.training.loop import Trainer, TrainResult
+
+OUTCOME = "outcome.json"
 
 
 def run_training(
@@ -31,7 +35,8 @@ def run_training(
     cfg = load_config(TrainConfig, config, overrides)
     model_entry(cfg.model.name)  # an unknown model is a config error before any work
     started = time.monotonic()
-    event, facts = "failed", {}
+    event: str = "failed"
+    facts: dict[str, Any] = {}
     try:
         result = _train(cfg, data, out, resume=resume, gpus=gpus, reporter=reporter)
         event = "finished"
@@ -39,8 +44,8 @@ def run_training(
                  "step": result.step, "reason": result.reason,
                  "checkpoint": segfs.join(out, "best.pt")}  # fmt: skip
         return result
-    except Preempted:
-        event = "preempted"
+    except Preempted as exc:
+        event, facts = "preempted", {"reason": str(exc)}
         raise
     except Diverged as exc:
         event, facts = "diverged", {"error": str(exc)}
@@ -49,10 +54,25 @@ def run_training(
         facts = {"error": (str(exc).splitlines() or [type(exc).__name__])[0][:300]}
         raise
     finally:
+        if runtime.rank_is_main():
+            _record_outcome(out, event, facts)
         if cfg.notify is not None and runtime.rank_is_main():
             body = message(event, out, seconds=round(time.monotonic() - started, 1), **facts)
             for warning in send(cfg.notify, body):
                 reporter.warn(warning)
+
+
+def _record_outcome(out: str, event: str, facts: dict[str, Any]) -> None:
+    """RUN_DIR/outcome.json: how the run's last process ended (finished, preempted, diverged,
+    failed), for `seg ui` and scripts. Only in a folder the run began writing (its config.yaml):
+    a refused start leaves nothing behind."""
+    try:
+        if not segfs.exists(segfs.join(out, "config.yaml")):
+            return
+        blob = json.dumps({"state": event, "at": time.time(), **facts}, default=str)
+        segfs.write_bytes_atomic(segfs.join(out, OUTCOME), blob.encode())
+    except OSError:
+        pass  # the run's own error (an unwritable folder) is the one to report
 
 
 def _train(

@@ -18,6 +18,7 @@ from seg.training.steps import (
     build_optimizer,
     build_scaler,
     build_scheduler,
+    scale_scheduler,
     scaled_update,
 )
 
@@ -98,6 +99,9 @@ class SegmentationStep(Step):
 
     def step_schedulers(self) -> None:
         self.scheduler.step()
+
+    def scale_lr(self, factor: float) -> None:
+        scale_scheduler(self.scheduler, factor)
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])

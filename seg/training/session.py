@@ -6,7 +6,11 @@ budget), and how its state becomes a checkpoint (`info`, `state`, `save`) or a s
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import socket
+import time
 from typing import Any
 
 import torch.distributed as dist
@@ -145,7 +149,9 @@ class Session:
         )
         self.stopping = EarlyStopping(cfg.early_stopping)
         self.epoch = self.global_step = self.batch_in_epoch = 0
+        self.lr_applied = 0.0  # the lr_id of the last control.json LR request applied
         if state:
+            self.lr_applied = float(state.get("lr_applied", 0.0))
             self.step.load_state_dict(state)
             self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
             self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
@@ -158,6 +164,25 @@ class Session:
         if self.ddp.is_main:
             self.lock.acquire()
             segfs.remove_stale_temporaries(out)
+
+    def describe_run(self) -> None:
+        """run.json: what this run trains on and how big it is (parameters, windows): `seg ui`
+        shows it and resumes from it."""
+        params = sum(p.numel() for p in self.step.generator.parameters())
+        facts = {
+            "data": self.provenance["data"],
+            "parameters": params,
+            "train_windows": len(self.train_set),
+            "val_windows": self.val_windows,
+            "window": self.size,
+            "bands": self.bands,
+            "classes": list(self.classes),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "budget_s": self.cfg.train.time_budget_s,
+        }
+        segfs.write_bytes_atomic(segfs.join(self.out, "run.json"), json.dumps(facts).encode())
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -222,6 +247,7 @@ class Session:
             "batch_in_epoch": self.batch_in_epoch,
             "rng": run_folder.rng_state(),
             "early_stopping": self.stopping.state_dict(),
+            "lr_applied": self.lr_applied,
         }
 
     def save(self, *names: str) -> None:

@@ -130,6 +130,10 @@ class Step:
         """The current learning rate (of the generator), for logging."""
         raise NotImplementedError
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the LR of every optimizer, now and for the rest of its schedule."""
+        raise NotImplementedError
+
     def train(self) -> None:
         """Put the module(s) in training mode."""
         raise NotImplementedError
@@ -183,6 +187,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, horizon:
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, cfg, horizon.steps)
     )
+
+
+def scale_scheduler(scheduler: Any, factor: float) -> None:
+    """Scale a LambdaLR's LR now and every LR it gives later (its base LRs are in its
+    state_dict, so a checkpoint keeps the change)."""
+    scheduler.base_lrs = [b * factor for b in scheduler.base_lrs]
+    for group in scheduler.optimizer.param_groups:
+        group["lr"] *= factor
 
 
 def clip_and_norm(params: Any, max_norm: float | None) -> float:

@@ -1,0 +1,151 @@
+// seg ui: live charts (uPlot, vendored) fed by server-sent events, and the buttons' POSTs.
+"use strict";
+const Seg = (() => {
+  const csrf = document.querySelector("meta[name=csrf]").content;
+  const colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+  async function post(url, body) {
+    const r = await fetch(url, {
+      method: "POST",
+      headers: { "X-CSRF-Token": csrf, "Content-Type": "application/json" },
+      body: JSON.stringify(body || {}),
+    });
+    return r.json();
+  }
+
+  // One chart: x = steps, one line per label; re-created when the set of lines changes.
+  function chart(id, title, logY) {
+    const el = document.getElementById(id);
+    let plot = null, labels = "";
+    return (x, lines) => {
+      const names = Object.keys(lines);
+      const data = [x, ...names.map((n) => lines[n])];
+      el.dataset.points = String(x.length);
+      if (!plot || labels !== names.join("|")) {
+        if (plot) plot.destroy();
+        labels = names.join("|");
+        const series = [{ label: "step" }, ...names.map((n, i) => ({
+          label: n, stroke: colours[i % colours.length], width: 1.5, spanGaps: true,
+        }))];
+        plot = new uPlot({
+          title, width: Math.max(el.clientWidth, 300), height: 220, series,
+          scales: { x: { time: false }, y: logY ? { distr: 3 } : {} },
+          axes: [{}, { size: 60, values: (u, ticks) => ticks.map((v) => (v === null ? "" : logY ? v.toExponential(0) : +v.toPrecision(3))) }],
+        }, data, el);
+      } else {
+        plot.setData(data);
+      }
+    };
+  }
+
+  const num = (v) => (typeof v === "number" && isFinite(v) ? v : null);
+  const fmt = (v, d) => (v === null || v === undefined ? "-" : Number(v).toFixed(d));
+
+  function liveFigures(data, started) {
+    const steps = data.steps.filter((s) => s.loss !== undefined);
+    const epochs = data.epochs;
+    const set = (id, text) => { document.getElementById(id).textContent = text; };
+    const last = steps[steps.length - 1];
+    set("step", last ? last.step : "-");
+    set("epoch", epochs.length ? epochs[epochs.length - 1].epoch : "-");
+    if (steps.length >= 2) {
+      const a = steps[Math.max(0, steps.length - 6)], b = last;
+      set("s_per_step", fmt((b.time - a.time) / Math.max(1, b.step - a.step), 2));
+    }
+    set("windows_per_s", last ? fmt(last.windows_per_s, 1) : "-");
+    set("s_per_epoch", epochs.length ? fmt(epochs[epochs.length - 1].elapsed_s, 1) : "-");
+    set("rss", last && last.rss_mb ? fmt(last.rss_mb / 1000, 2) + " GB" : "-");
+    set("gpu", last && last.gpu_mem_mb ? fmt(last.gpu_mem_mb / 1000, 2) + " GB" : "-");
+    const budget = data.budget_s;
+    if (budget && started && data.run.state === "running") {
+      set("eta", fmt(Math.max(0, started + budget - Date.now() / 1000), 0) + " s");
+    }
+    const run = data.run;
+    document.getElementById("state").textContent = run.state;
+    document.getElementById("state").className = "badge state-" + run.state;
+    document.getElementById("note").textContent = run.note;
+    document.getElementById("exit").textContent = run.exit_code === null ? "" : "exit " + run.exit_code;
+    const problems = document.getElementById("problems");
+    problems.replaceChildren(...[...run.problems, ...data.problems].map((p) => {
+      const li = document.createElement("li"); li.textContent = p; return li;
+    }));
+    const events = document.getElementById("events");
+    events.replaceChildren(...data.steps.filter((s) => s.event).map((s) => {
+      const li = document.createElement("li"); li.textContent = "step " + s.step + ": " + s.event; return li;
+    }));
+  }
+
+  function runPage(name, started) {
+    const loss = chart("chart-loss", "training loss", false);
+    const val = chart("chart-val", "validation", false);
+    const lr = chart("chart-lr", "learning rate", true);
+    const grad = chart("chart-grad", "gradient norm", false);
+    const draw = (data) => {
+      const steps = data.steps.filter((s) => s.loss !== undefined);
+      const x = steps.map((s) => s.step);
+      loss(x, { "train loss": steps.map((s) => num(s.loss)) });
+      lr(x, { lr: steps.map((s) => num(s.lr)) });
+      grad(x, { "grad norm": steps.map((s) => num(s.grad_norm)) });
+      const e = data.epochs;
+      const lines = { "val loss": e.map((r) => num(r.val_loss)), mIoU: e.map((r) => num(r.miou)) };
+      for (const r of e) {
+        for (const cls of Object.keys(r.per_class || {})) {
+          lines["IoU " + cls] = e.map((q) => num(((q.per_class || {})[cls] || {}).iou));
+        }
+      }
+      val(e.map((r) => r.step), lines);
+      liveFigures(data, started);
+    };
+    const source = new EventSource("/api/events/" + name);
+    source.addEventListener("update", (ev) => draw(JSON.parse(ev.data)));
+    const say = (r) => { document.getElementById("message").textContent = r.message || r.error; };
+    document.getElementById("stop").onclick = async () => say(await post("/action/stop/" + name));
+    document.getElementById("resume").onclick = async () => say(await post("/action/resume/" + name));
+    logSlider("lr-slider", (v) => { document.getElementById("lr-value").textContent = v; });
+    document.getElementById("lr-apply").onclick = async () => {
+      const v = Math.pow(10, Number(document.getElementById("lr-slider").value));
+      say(await post("/action/lr/" + name, { lr: Number(v.toPrecision(3)) }));
+    };
+  }
+
+  // A range input holding log10(value): shows 10^x rounded to 3 significant digits.
+  function logSlider(id, show) {
+    const s = document.getElementById(id);
+    const update = () => show(Number(Math.pow(10, Number(s.value)).toPrecision(3)));
+    s.addEventListener("input", update);
+    update();
+    return s;
+  }
+
+  async function comparePage(names) {
+    const val = chart("cmp-val", "validation mIoU", false);
+    const loss = chart("cmp-loss", "training loss", false);
+    const all = await Promise.all(names.map((n) => fetch("/api/series/" + n).then((r) => r.json())));
+    const join = (pick) => {
+      const tables = all.map((d) => pick(d));
+      const joined = uPlot.join(tables.map((t) => [t[0], t[1]]));
+      const lines = {};
+      names.forEach((n, i) => { lines[n] = Array.from(joined[i + 1]); });
+      return [Array.from(joined[0]), lines];
+    };
+    if (!names.length) return;
+    const [xv, lv] = join((d) => [d.epochs.map((r) => r.step), d.epochs.map((r) => num(r.miou))]);
+    val(xv, lv);
+    const [xl, ll] = join((d) => {
+      const s = d.steps.filter((q) => q.loss !== undefined);
+      return [s.map((q) => q.step), s.map((q) => num(q.loss))];
+    });
+    loss(xl, ll);
+  }
+
+  function startPage() {
+    const field = document.getElementById("f-optim.lr");
+    const s = document.getElementById("lr-slider");
+    if (!field || !s) return;
+    s.value = String(Math.log10(Number(field.value) || 1e-3));
+    s.addEventListener("input", () => { field.value = String(Number(Math.pow(10, Number(s.value)).toPrecision(3))); });
+    field.addEventListener("change", () => { s.value = String(Math.log10(Number(field.value) || 1e-3)); });
+  }
+
+  return { runPage, comparePage, startPage, post };
+})();
