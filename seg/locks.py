@@ -146,10 +146,8 @@ def _alive(owner: dict[str, Any]) -> bool:
 def holder(folder: str) -> dict[str, Any] | None:
     """The live process holding `folder`'s lock ({pid, host, what}), or None (no lock, a dead
     holder, a gs:// folder)."""
-    if is_remote(folder):
-        return None
-    path = os.path.join(str(folder).removeprefix("file://"), LOCK)
-    if not os.path.exists(path):
+    path = FolderLock(folder, "seg").path  # None on gs://
+    if path is None or not os.path.exists(path):
         return None
     owner = _owner(path)
     return owner if owner and _alive(owner) else None

@@ -172,9 +172,12 @@ def _step_of(line: str) -> float:
         return math.inf  # a torn last line (a kill mid-write): dropped
 
 
+_ME = psutil.Process()
+
+
 def resources() -> dict[str, float]:
     """Host memory of this process, and the GPU's when training on one, in MB."""
-    out = {"rss_mb": psutil.Process().memory_info().rss / 1e6}
+    out = {"rss_mb": _ME.memory_info().rss / 1e6}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["gpu_mem_mb"] = torch.cuda.memory_allocated() / 1e6
     return out

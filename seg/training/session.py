@@ -7,9 +7,7 @@ budget), and how its state becomes a checkpoint (`info`, `state`, `save`) or a s
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import time
 from typing import Any
 
@@ -177,8 +175,6 @@ class Session:
             "window": self.size,
             "bands": self.bands,
             "classes": list(self.classes),
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
             "started": time.time(),
             "budget_s": self.cfg.train.time_budget_s,
         }

@@ -112,9 +112,11 @@ def _run(request: Request) -> tuple[str, str]:
     return name, run_dir
 
 
-def _summary(ui: UiState, name: str, run_dir: str) -> dict[str, Any]:
+def _summary(
+    ui: UiState, name: str, run_dir: str, epochs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     ui.launcher.reap()
-    info = dataclasses.asdict(summarise(name, run_dir))
+    info = dataclasses.asdict(summarise(name, run_dir, epochs))
     if ui.launcher.children.get(run_dir) and info["state"] != "running":
         info["state"] = "starting"
     info["exit_code"] = ui.launcher.exits.get(run_dir)  # of a process this server started
@@ -124,8 +126,9 @@ def _summary(ui: UiState, name: str, run_dir: str) -> dict[str, Any]:
 def _payload(ui: UiState, name: str, run_dir: str) -> dict[str, Any]:
     """What the run page's charts and figures draw."""
     facts = read_json(segfs.join(run_dir, "run.json")) or {}
-    data = dataclasses.asdict(series(run_dir))
-    return {**data, "run": _summary(ui, name, run_dir), "budget_s": facts.get("budget_s")}
+    seen = series(run_dir)  # metrics.jsonl read once for the charts and the summary
+    run = _summary(ui, name, run_dir, seen.epochs)
+    return {**dataclasses.asdict(seen), "run": run, "budget_s": facts.get("budget_s")}
 
 
 async def runs_page(request: Request) -> Response:

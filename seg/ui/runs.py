@@ -126,9 +126,12 @@ def find_runs(root: str, depth: int = 2) -> list[str]:
     return found
 
 
-def summarise(name: str, run_dir: str) -> RunSummary:
+def summarise(name: str, run_dir: str, epochs: list[dict[str, Any]] | None = None) -> RunSummary:
+    """The run's state and figures; `epochs`: its metrics.jsonl records when already read (their
+    torn lines are then reported by whoever read them)."""
     problems: list[str] = []
-    epochs = read_lines(segfs.join(run_dir, "metrics.jsonl"), "metrics.jsonl", problems)
+    if epochs is None:
+        epochs = read_lines(segfs.join(run_dir, "metrics.jsonl"), "metrics.jsonl", problems)
     metric = next((k for k in METRIC_KEYS if any(k in r for r in epochs)), "miou")
     scores = [float(r[metric]) for r in epochs if isinstance(r.get(metric), int | float)]
     latest = read_json(segfs.join(run_dir, "latest.json"))
