@@ -18,6 +18,7 @@ import torch
 from seg.checkpoint import CheckpointInfo, read_checkpoint
 from seg.errors import CheckpointError, ConfigError
 from seg.models import build_model
+from seg.models.precision import auto_dtype
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -46,11 +47,7 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if name == "fp16":
         return torch.float16
-    if device.type == "cuda":
-        return torch.float16
-    # bf16 autocast is ~3x faster only where the CPU has native bf16 units; elsewhere slower.
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.bfloat16 if native else None
+    return auto_dtype(device)
 
 
 class Predictor:

@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 from seg.config import TrainConfig, TrainSection
 from seg.errors import ConfigError, ResourceError
+from seg.models.precision import auto_dtype
 
 
 @dataclass
@@ -110,7 +111,8 @@ def select_device(section: TrainSection, gpus: list[int] | None, ddp: Distribute
 
 
 def amp_dtype(section: TrainSection, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CPU, fp16 (with a grad scaler) on CUDA by default; None = fp32."""
+    """fp16 (with a grad scaler) on CUDA by default, bf16 autocast on a CPU with native bf16,
+    fp32 on other CPUs (see `seg.models.precision`); None = fp32."""
     p = section.precision
     if p == "fp32":
         return None
@@ -120,7 +122,7 @@ def amp_dtype(section: TrainSection, device: torch.device) -> torch.dtype | None
         return torch.float16
     if p == "bf16":
         return torch.bfloat16
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
+    return auto_dtype(device)
 
 
 def estimate_gpu_bytes(batch_size: int, bands: int, size: int, amp: bool) -> int:
