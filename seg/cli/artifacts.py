@@ -1,4 +1,5 @@
-"""`seg eval`, `seg export` and `seg info`: score masks, export a model, describe an artifact."""
+"""`seg eval`, `seg export`, `seg info` and `seg timelapse`: score masks, export a model,
+describe an artifact, play a run's predictions over its epochs."""
 
 from __future__ import annotations
 
@@ -129,3 +130,16 @@ def eval_command(
     )
     typer.echo(report.markdown)
     typer.echo(f"wrote {', '.join(report.files)}")
+
+
+@command(app, "timelapse")
+def timelapse_command(
+    run: str = typer.Argument(..., help="A run folder of `seg train` (local or gs://)."),
+    out: str = typer.Option(..., "--out", "-o", help="run.gif or run.mp4 (local or gs://)."),
+    fps: float = typer.Option(2.0, "--fps", help="Frames (epochs) per second."),
+) -> None:
+    """Image | truth | prediction of the fixed validation windows, one frame per epoch."""
+    from seg.training.timelapse import make_timelapse
+
+    count = make_timelapse(run, out, fps=fps, reporter=ConsoleReporter())
+    typer.echo(f"timelapse: {count} frames -> {out}")

@@ -16,19 +16,27 @@ def ui_command(
     configs: str = typer.Option(
         "configs", "--configs", help="A folder of experiment YAMLs for the start form."
     ),
+    predictions: str | None = typer.Option(
+        None, "--predictions", help="A folder of `seg predict` outputs to show on a map."
+    ),
+    scenes: str | None = typer.Option(
+        None, "--scenes", help="The folder of the predicted scenes (the map's scene layer)."
+    ),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to listen on; any but loopback needs the token."
     ),
     port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free one)."),
 ) -> None:
-    """Watch, steer and compare runs in a browser: live curves, Stop / Resume / LR, the model.
+    """Watch, steer and compare runs in a browser: live curves, Stop / Resume / LR, the model,
+    the predictions' time-lapse, and predicted scenes on a map.
 
-    Example: seg ui --runs runs --data ds.zarr   (then open the URL it prints)
+    Example: seg ui --runs runs --data ds.zarr --predictions preds --scenes scenes
     """
     from seg import fs as segfs
     from seg.ui.roots import Roots
     from seg.ui.server import serve
 
     shown = configs if segfs.exists(configs) else None
-    roots = Roots(runs=runs, data=tuple(data), configs=shown)
+    roots = Roots(runs=runs, data=tuple(data), configs=shown, predictions=predictions,
+                  scenes=scenes)  # fmt: skip
     serve(roots, host=host, port=port, ready=lambda url: typer.echo(f"seg ui: {url}", err=False))

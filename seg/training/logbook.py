@@ -25,6 +25,7 @@ import torch
 from seg import classes
 from seg import fs as segfs
 from seg.report import SILENT, Bar, Reporter
+from seg.training.timelapse import write_frame
 
 
 def colour_mask(mask: np.ndarray) -> np.ndarray:
@@ -141,6 +142,7 @@ class Logbook:
                 self.tb.add_scalar(f"val_{metric}/{name}", values[metric], step)
         if preview is not None:
             self.tb.add_image("val/image|truth|prediction", preview, step)
+            write_frame(self.run_dir, int(record["epoch"]), preview)  # the time-lapse
         self.tb.flush()
         if self.remote:
             fs, root = segfs.filesystem(segfs.join(self.run_dir, "tensorboard"))

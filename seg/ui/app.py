@@ -12,9 +12,7 @@ import asyncio
 import dataclasses
 import hmac
 import json
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,7 +20,6 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import (
-    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
@@ -31,27 +28,18 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from seg import fs as segfs
 from seg.checkpoint import read_checkpoint
 from seg.errors import SegError
 from seg.inference.describe import describe
-from seg.ui import actions, config_form
+from seg.ui import actions, config_form, maps, predictions
 from seg.ui.model_view import describe_network
 from seg.ui.roots import Refused, Roots
 from seg.ui.runs import list_runs, read_json, series, summarise
+from seg.ui.state import HERE, UiState, named_run, page, ui_of
 
-HERE = Path(__file__).parent
 TOKEN_COOKIE = "seg_token"
-
-
-@dataclasses.dataclass
-class UiState:
-    roots: Roots
-    token: str | None  # required on every request when set (a --host other than loopback)
-    csrf: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
-    launcher: actions.Launcher = dataclasses.field(default_factory=actions.Launcher)
 
 
 class Guard(BaseHTTPMiddleware):
@@ -79,37 +67,15 @@ REFUSED = PlainTextResponse("seg ui: refused a POST without this page's token", 
 
 def _same(request: Request, header: str) -> bool:
     sent = request.headers.get(header, "")
-    return hmac.compare_digest(sent.encode(), _ui(request).csrf.encode())
+    return hmac.compare_digest(sent.encode(), ui_of(request).csrf.encode())
 
 
 async def posted_form(request: Request) -> dict[str, str] | None:
     """The fields of a form POST, or None when it lacks this server's CSRF token."""
     form = {k: str(v) for k, v in (await request.form()).items()}
-    if not hmac.compare_digest(form.get("csrf", "").encode(), _ui(request).csrf.encode()):
+    if not hmac.compare_digest(form.get("csrf", "").encode(), ui_of(request).csrf.encode()):
         return None
     return form
-
-
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-def _ui(request: Request) -> UiState:
-    state: UiState = request.app.state.ui
-    return state
-
-
-def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    ui = _ui(request)
-    context = {"csrf": ui.csrf, "runs_root": ui.roots.runs, **context}
-    return templates.TemplateResponse(request, template, context, status_code=status)
-
-
-def _run(request: Request) -> tuple[str, str]:
-    name = request.path_params["name"]
-    run_dir = _ui(request).roots.run_dir(name)
-    if not segfs.exists(run_dir):
-        raise Refused(f"no run {name!r} under {_ui(request).roots.runs}")
-    return name, run_dir
 
 
 def _summary(
@@ -128,37 +94,39 @@ def _payload(ui: UiState, name: str, run_dir: str) -> dict[str, Any]:
     facts = read_json(segfs.join(run_dir, "run.json")) or {}
     seen = series(run_dir)  # metrics.jsonl read once for the charts and the summary
     run = _summary(ui, name, run_dir, seen.epochs)
-    return {**dataclasses.asdict(seen), "run": run, "budget_s": facts.get("budget_s")}
+    frames = predictions.frame_list(run_dir)
+    return {**dataclasses.asdict(seen), "run": run, "budget_s": facts.get("budget_s"),
+            "frames": frames}  # fmt: skip
 
 
 async def runs_page(request: Request) -> Response:
-    ui = _ui(request)
+    ui = ui_of(request)
     ui.launcher.reap()
     return page(request, "runs.html", runs=list_runs(ui.roots.runs))
 
 
 async def run_page(request: Request) -> Response:
-    name, run_dir = _run(request)
+    name, run_dir = named_run(request)
     facts = read_json(segfs.join(run_dir, "run.json")) or {}
-    return page(request, "run.html", run=_summary(_ui(request), name, run_dir), facts=facts)
+    return page(request, "run.html", run=_summary(ui_of(request), name, run_dir), facts=facts)
 
 
 async def compare_page(request: Request) -> Response:
     names = request.query_params.getlist("run")
     for name in names:
-        _ui(request).roots.run_dir(name)
-    return page(request, "compare.html", names=names, runs=list_runs(_ui(request).roots.runs))
+        ui_of(request).roots.run_dir(name)
+    return page(request, "compare.html", names=names, runs=list_runs(ui_of(request).roots.runs))
 
 
 async def series_json(request: Request) -> Response:
-    name, run_dir = _run(request)
-    return JSONResponse(_payload(_ui(request), name, run_dir))
+    name, run_dir = named_run(request)
+    return JSONResponse(_payload(ui_of(request), name, run_dir))
 
 
 async def events(request: Request) -> Response:
     """Server-sent events: the run's series whenever its files change (checked every second)."""
-    name, run_dir = _run(request)
-    ui = _ui(request)
+    name, run_dir = named_run(request)
+    ui = ui_of(request)
 
     async def stream() -> AsyncIterator[str]:
         last = ""
@@ -175,7 +143,7 @@ async def events(request: Request) -> Response:
 
 
 async def model_page(request: Request) -> Response:
-    name, run_dir = _run(request)
+    name, run_dir = named_run(request)
     for ckpt in ("best.pt", "last.pt"):
         path = segfs.join(run_dir, ckpt)
         if segfs.exists(path):
@@ -205,7 +173,7 @@ def _stores(ui: UiState) -> list[dict[str, Any]]:
 
 
 async def start_page(request: Request) -> Response:
-    ui = _ui(request)
+    ui = ui_of(request)
     configs = _configs(ui)
     chosen = request.query_params.get("config") or (configs[0] if configs else "")
     return _start_form(request, chosen, values={}, error="", name="")
@@ -214,7 +182,7 @@ async def start_page(request: Request) -> Response:
 def _start_form(
     request: Request, chosen: str, *, values: dict[str, str], error: str, name: str
 ) -> Response:
-    ui = _ui(request)
+    ui = ui_of(request)
     configs = _configs(ui)
     if chosen and chosen not in configs:
         raise Refused(f"no config {chosen!r} in {ui.roots.configs}")
@@ -230,7 +198,7 @@ def _start_form(
 
 
 async def start_run(request: Request) -> Response:
-    ui = _ui(request)
+    ui = ui_of(request)
     form = await posted_form(request)
     if form is None:
         return REFUSED
@@ -250,8 +218,8 @@ async def start_run(request: Request) -> Response:
 
 async def act(request: Request) -> Response:
     """POST /action/{stop|resume|lr}/RUN -> {"message": ...} or {"error": ...}."""
-    ui = _ui(request)
-    name, run_dir = _run(request)
+    ui = ui_of(request)
+    name, run_dir = named_run(request)
     what = request.path_params["what"]
     if what == "stop":
         message = actions.stop(run_dir)
@@ -283,6 +251,10 @@ def create_app(roots: Roots, token: str | None = None) -> Starlette:
         Route("/compare", compare_page),
         Route("/start", start_page, methods=["GET"]),
         Route("/start", start_run, methods=["POST"]),
+        Route("/frame/{epoch:int}/{name:path}", predictions.frame_png),
+        Route("/maps", maps.maps_page),
+        Route("/map/{name:path}", maps.map_page),
+        Route("/tiles/{layer}/{z:int}/{x:int}/{y:int}/{name:path}", maps.tile),
         Route("/api/series/{name:path}", series_json),
         Route("/api/events/{name:path}", events),
         Route("/action/{what}/{name:path}", act, methods=["POST"]),

@@ -24,10 +24,22 @@ class Roots:
     runs: str  # the folder of run folders (local or gs://)
     data: tuple[str, ...] = ()  # stores the start form offers
     configs: str | None = None  # a folder of experiment YAMLs for the start form
+    predictions: str | None = None  # a folder of `seg predict` outputs for the map pages
+    scenes: str | None = None  # where the predicted scenes lie (their map layer)
 
     def run_dir(self, name: str) -> str:
         """RUNS/name, confined to RUNS."""
         return confine(self.runs, name)
+
+    def mask(self, name: str) -> str:
+        """PREDICTIONS/name, confined to PREDICTIONS."""
+        if not self.predictions:
+            raise Refused("seg ui was given no --predictions folder: no maps to show")
+        return confine(self.predictions, name)
+
+    def serves(self, path: str) -> bool:
+        """Whether `path` (a scene named by a mask's tag) lies inside --predictions or --scenes."""
+        return any(root and inside(root, path) for root in (self.predictions, self.scenes))
 
     def store(self, index: int) -> str:
         if not 0 <= index < len(self.data):
@@ -53,3 +65,13 @@ def confine(root: str, name: str) -> str:
     if os.path.commonpath([base, target]) != base:
         raise Refused(f"{name!r} leads outside {root} (a symlink?)")
     return target
+
+
+def inside(root: str, path: str) -> bool:
+    """Whether the absolute or gs:// `path` lies in `root` (symlinks resolved for local ones)."""
+    if segfs.is_remote(root) or segfs.is_remote(path):
+        base = root.rstrip("/") + "/"
+        return segfs.is_remote(root) and segfs.is_remote(path) and path.startswith(base)
+    base = os.path.realpath(root.removeprefix("file://"))
+    target = os.path.realpath(path.removeprefix("file://"))
+    return os.path.commonpath([base, target]) == base

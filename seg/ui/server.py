@@ -49,6 +49,9 @@ def serve(roots: Roots, *, host: str, port: int, ready: Callable[[str], None]) -
 
     if not segfs.exists(roots.runs):
         raise ConfigError(f"--runs {roots.runs} does not exist; create it or name another")
+    for flag, folder in (("--predictions", roots.predictions), ("--scenes", roots.scenes)):
+        if folder and not segfs.exists(folder):
+            raise ConfigError(f"{flag} {folder} does not exist; name an existing folder")
     token = None if is_loopback(host) else secrets.token_urlsafe(18)
     sock = bind(host, port)
     app = create_app(roots, token)

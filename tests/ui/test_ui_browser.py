@@ -105,6 +105,13 @@ def test_start_watch_steer_stop_resume_in_a_browser(ui: tuple[str, Path], tmp_pa
         assert "lr set to 0.0001" in page.inner_text("#events")
         page.wait_for_function("document.querySelector('#chart-val').dataset.points >= 1",
                                timeout=120_000)  # fmt: skip
+        # the time-lapse shows the newest validation's image | truth | prediction
+        page.wait_for_function(
+            "(() => { const f = document.querySelector('#frame');"
+            " return f && !f.hidden && f.complete && f.naturalWidth > 0; })()",
+            timeout=60_000,
+        )
+        assert page.inner_text("#frame-caption").startswith("epoch ")
         page.screenshot(path=str(out / "ui-run.png"), full_page=True)
         # Stop: SIGTERM, a checkpoint, exit 75
         page.click("#stop")
@@ -143,3 +150,69 @@ def test_start_watch_steer_stop_resume_in_a_browser(ui: tuple[str, Path], tmp_pa
         browser.close()
     assert errors == []
     assert hosts == {"127.0.0.1"}, hosts
+
+
+def test_a_predicted_scene_on_the_map(tmp_path: Path, make_scene) -> None:
+    """seg predict + seg eval, then the map page in chromium: tiles of the scene and the mask
+    load from seg ui (and nothing from anywhere else), the report sits beside the map."""
+    from conftest import make_checkpoint
+    from train_helpers import seg
+
+    scene, truth = make_scene("scene", 600, 540, folder=tmp_path / "scenes")
+    ckpt = make_checkpoint(tmp_path / "model.pt")
+    preds = tmp_path / "preds"
+    done = seg("predict", str(scene), "-k", str(ckpt), "--out", str(preds), "--probabilities", "-q")
+    assert done.returncode == 0, done.stderr
+    done = seg("eval", str(preds / "scene_mask.tif"), str(truth))
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "runs").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seg", "ui", "--runs", str(tmp_path / "runs"), "--predictions",
+         str(preds), "--scenes", str(tmp_path / "scenes"), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
+    )  # fmt: skip
+    out = shots() or tmp_path
+    hosts: set[str] = set()
+    tiles: dict[str, int] = {}
+    try:
+        assert proc.stdout is not None
+        url = re.match(r"seg ui: (http://127\.0\.0\.1:\d+/)", proc.stdout.readline())
+        assert url
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])  # fmt: skip
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("request", lambda r: hosts.add(str(urlparse(r.url).hostname or r.url[:5])))
+
+            def seen(response: object) -> None:
+                path = urlparse(response.url).path  # type: ignore[attr-defined]
+                if path.startswith("/tiles/"):
+                    layer = path.split("/")[2]
+                    if response.status == 200:  # type: ignore[attr-defined]
+                        tiles[layer] = tiles.get(layer, 0) + 1
+
+            page.on("response", seen)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url.group(1) + "maps")
+            page.click("text=scene_mask.tif")
+
+            def loaded(*layers: str) -> bool:
+                for _ in range(120):  # Playwright delivers the response events while it waits
+                    if all(tiles.get(x, 0) >= 1 for x in layers):
+                        return True
+                    page.wait_for_timeout(500)
+                return False
+
+            assert loaded("scene", "mask"), tiles
+            assert "Confusion matrix" in page.inner_text("#report")
+            page.select_option("#prob-class", label="building")
+            assert loaded("probability"), tiles
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / "ui-map.png"), full_page=True)
+            browser.close()
+        assert errors == []
+        assert hosts == {"127.0.0.1"}, hosts
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

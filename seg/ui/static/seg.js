@@ -95,7 +95,9 @@ const Seg = (() => {
       }
       val(e.map((r) => r.step), lines);
       liveFigures(data, started);
+      lapse(data.frames || []);
     };
+    const lapse = timelapse(name);
     const source = new EventSource("/api/events/" + name);
     source.addEventListener("update", (ev) => draw(JSON.parse(ev.data)));
     const say = (r) => { document.getElementById("message").textContent = r.message || r.error; };
@@ -105,6 +107,47 @@ const Seg = (() => {
     document.getElementById("lr-apply").onclick = async () => {
       const v = Math.pow(10, Number(document.getElementById("lr-slider").value));
       say(await post("/action/lr/" + name, { lr: Number(v.toPrecision(3)) }));
+    };
+  }
+
+  // The predictions time-lapse: a slider over the epochs' frames that follows the newest one
+  // unless the user moved it back; Play steps through them twice a second.
+  function timelapse(name) {
+    const slider = document.getElementById("frame-slider");
+    const img = document.getElementById("frame");
+    const label = document.getElementById("frame-caption");
+    const play = document.getElementById("play");
+    let frames = [], timer = null;
+    const show = (i) => {
+      const f = frames[i];
+      if (!f) return;
+      slider.value = String(i);
+      img.src = "/frame/" + f.epoch + "/" + name + "?step=" + (f.step === null ? "" : f.step);
+      img.hidden = false;
+      label.textContent = f.caption + " (" + (i + 1) + " of " + frames.length + ")";
+    };
+    slider.addEventListener("input", () => show(Number(slider.value)));
+    // small windows (a 64 px test store) are drawn at twice their size, pixel for pixel
+    img.addEventListener("load", () => {
+      img.style.width = img.naturalWidth < 400 ? 2 * img.naturalWidth + "px" : "";
+    });
+    play.onclick = () => {
+      if (timer) { clearInterval(timer); timer = null; play.textContent = "Play"; return; }
+      let i = 0;
+      play.textContent = "Pause";
+      timer = setInterval(() => {
+        show(i);
+        i += 1;
+        if (i >= frames.length) { clearInterval(timer); timer = null; play.textContent = "Play"; }
+      }, 500);
+    };
+    return (latest) => {
+      const following = !frames.length || Number(slider.value) === frames.length - 1;
+      const changed = JSON.stringify(latest) !== JSON.stringify(frames);
+      frames = latest;
+      slider.max = String(Math.max(0, frames.length - 1));
+      slider.disabled = play.disabled = frames.length === 0;
+      if (changed && following && !timer) show(frames.length - 1);
     };
   }
 
@@ -147,5 +190,34 @@ const Seg = (() => {
     field.addEventListener("change", () => { s.value = String(Math.log10(Number(field.value) || 1e-3)); });
   }
 
-  return { runPage, comparePage, startPage, post };
+  // A predicted scene on a Leaflet map: scene, mask and one class's probability as XYZ tiles
+  // served by seg ui from the COGs; no base map (nothing is fetched from outside).
+  function mapPage(name, source) {
+    const [w, s, e, n] = source.bounds;
+    const box = [[s, w], [n, e]];
+    const map = L.map("map", { attributionControl: false, maxZoom: source.maxzoom + 3 });
+    const url = (layer, query) => "/tiles/" + layer + "/{z}/{x}/{y}/" + name + (query || "");
+    const opts = {
+      tileSize: 256, bounds: box, minNativeZoom: source.minzoom, maxNativeZoom: source.maxzoom,
+      maxZoom: source.maxzoom + 3,
+    };
+    const overlays = {};
+    if (source.scene) overlays.scene = L.tileLayer(url("scene"), opts).addTo(map);
+    const mask = L.tileLayer(url("mask"), { ...opts, opacity: 0.6 }).addTo(map);
+    overlays.mask = mask;
+    L.control.layers(null, overlays, { collapsed: false }).addTo(map);
+    map.fitBounds(box);
+    document.getElementById("opacity").addEventListener("input", (ev) => mask.setOpacity(Number(ev.target.value)));
+    const pick = document.getElementById("prob-class");
+    let prob = null;
+    if (pick) {
+      pick.addEventListener("change", () => {
+        if (prob) { map.removeLayer(prob); prob = null; }
+        if (pick.value) prob = L.tileLayer(url("probability", "?band=" + pick.value), opts).addTo(map);
+      });
+    }
+    window.segMap = map;  // the browser test reads the view from here
+  }
+
+  return { runPage, comparePage, startPage, mapPage, post };
 })();
