@@ -26,6 +26,9 @@ def ui_command(
         "127.0.0.1", "--host", help="Address to listen on; any but loopback needs the token."
     ),
     port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free one)."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler (tcp://HOST:8786) for Submit to seg queue."
+    ),
 ) -> None:
     """Watch, steer and compare runs in a browser: live curves, Stop / Resume / LR, the model,
     the predictions' time-lapse, and predicted scenes on a map.
@@ -39,4 +42,5 @@ def ui_command(
     shown = configs if segfs.exists(configs) else None
     roots = Roots(runs=runs, data=tuple(data), configs=shown, predictions=predictions,
                   scenes=scenes)  # fmt: skip
-    serve(roots, host=host, port=port, ready=lambda url: typer.echo(f"seg ui: {url}", err=False))
+    serve(roots, host=host, port=port, scheduler=scheduler,
+          ready=lambda url: typer.echo(f"seg ui: {url}", err=False))  # fmt: skip

@@ -35,6 +35,43 @@ def _state_text(state: dict[str, Any]) -> str:
     return f"{name} ({why})" if name == "pruned" and why else name
 
 
+@dataclass(frozen=True)
+class JobRow:
+    """One job as `seg queue status` (and `seg ui`'s queue page) shows it."""
+
+    name: str
+    state: str  # "pruned (why)" for a pruned trial
+    attempts: int
+    where: str
+    progress: str
+    best: str
+    note: str
+    kind: str  # "seg" or "program"
+    command: str  # "train", "predict", ... (the seg command) or the program
+
+
+def job_rows(states: list[dict[str, Any]]) -> list[JobRow]:
+    rows = []
+    for s in states:
+        progress = run_progress(s["run_dir"]) if s.get("kind") == "seg" else None
+        where = f"{s.get('host', '')} gpu {s['gpu_id']}" if s.get("gpu_id") else s.get("host", "")
+        argv = s.get("argv") or [""]
+        rows.append(
+            JobRow(
+                name=s["name"],
+                state=_state_text(s),
+                attempts=int(s.get("attempts", 0)),
+                where=where or "-",
+                progress=_progress_text(s, progress),
+                best=_best_text(progress),
+                note="" if s.get("state") == "pruned" else str(s.get("message", ""))[:80],
+                kind=str(s.get("kind", "seg")),
+                command=str(argv[0]),
+            )
+        )
+    return rows
+
+
 def status_table(states: list[dict[str, Any]], runs: str) -> Table:
     table = Table(title=f"seg queue: {runs}", title_justify="left")
     table.add_column("job", no_wrap=True)
@@ -42,18 +79,8 @@ def status_table(states: list[dict[str, Any]], runs: str) -> Table:
     for col in ("attempts", "where", "progress", "best"):
         table.add_column(col, no_wrap=True)
     table.add_column("note", overflow="fold")
-    for s in states:
-        progress = run_progress(s["run_dir"]) if s.get("kind") == "seg" else None
-        where = f"{s.get('host', '')} gpu {s['gpu_id']}" if s.get("gpu_id") else s.get("host", "")
-        table.add_row(
-            s["name"],
-            _state_text(s),
-            str(s.get("attempts", 0)),
-            where or "-",
-            _progress_text(s, progress),
-            _best_text(progress),
-            "" if s.get("state") == "pruned" else s.get("message", "")[:80],
-        )
+    for r in job_rows(states):
+        table.add_row(r.name, r.state, str(r.attempts), r.where, r.progress, r.best, r.note)
     return table
 
 

@@ -12,6 +12,7 @@ one run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -25,6 +26,7 @@ import torch
 from seg import classes
 from seg import fs as segfs
 from seg.report import SILENT, Bar, Reporter
+from seg.training.preview_windows import write_windows
 from seg.training.timelapse import write_frame
 
 
@@ -73,6 +75,7 @@ class Logbook:
         self.tb_dir = tb_dir
         self.records = self._read_records(resume)
         self.reporter = reporter
+        self._windows_written = False
         # steps.jsonl: one line per logged step (and per event), what `seg ui` draws live
         self.steps_path = segfs.join(run_dir, "steps.jsonl")
         self.step_lines = self._read_steps(resume_step)
@@ -132,6 +135,13 @@ class Logbook:
         if prefix == "train":
             self._step_line({"step": step, "time": time.time(), **finite, **resources()})
 
+    def windows(self, images: torch.Tensor, meta: torch.Tensor | None) -> None:
+        """The preview windows as the network sees them, once per process (seg ui's
+        activations)."""
+        if not self._windows_written:
+            write_windows(self.run_dir, images.numpy(), None if meta is None else meta.numpy())
+            self._windows_written = True
+
     def epoch(self, record: dict[str, Any], preview: np.ndarray | None) -> None:
         """One epoch's record: TensorBoard scalars + preview grid, a metrics.jsonl line, and a
         one-line summary on stderr."""
@@ -178,10 +188,14 @@ _ME = psutil.Process()
 
 
 def resources() -> dict[str, float]:
-    """Host memory of this process, and the GPU's when training on one, in MB."""
+    """Host memory of this process, and the GPU's when training on one, in MB (and the GPU's
+    utilisation in % where NVML answers)."""
     out = {"rss_mb": _ME.memory_info().rss / 1e6}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["gpu_mem_mb"] = torch.cuda.memory_allocated() / 1e6
+        # torch asks NVML (pynvml) for the utilisation, which not every image has: memory only
+        with contextlib.suppress(Exception):
+            out["gpu_util_pct"] = float(torch.cuda.utilization())
     return out
 
 

@@ -253,6 +253,8 @@ class Trainer(Session):
         }
         if log:
             preview = self.validator.preview(self.step) if cfg.train.preview_windows else None
+            if preview is not None:
+                log.windows(*self.validator.preview_inputs())  # what seg ui's activations use
             log.epoch(record, preview)
         self.epoch += 1
         self.batch_in_epoch = 0

@@ -66,6 +66,8 @@ class Validator:
         self.dataset, self.device, self.ddp = dataset, device, ddp
         self.class_names = class_names
         self.preview_ids = list(range(min(preview, len(dataset))))
+        self._inputs: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._truths = torch.empty(0)
 
     def run(self, step: Step, should_stop: Any) -> dict[str, Any]:
         """Metrics over this rank's share, summed over ranks. Stops early (returns {}) when
@@ -92,18 +94,27 @@ class Validator:
         result["val_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
         return result
 
+    def preview_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fixed first val windows (N, C, S, S) and their metadata (N, M) or None, read once:
+        the same windows every epoch."""
+        if self._inputs is None:
+            items = [self.dataset[i] for i in self.preview_ids]
+            images = torch.stack([it[0] for it in items])  # (N, C, S, S)
+            meta = torch.stack([it[2] for it in items]) if len(items[0]) > 2 else None  # (N, M)
+            self._truths = torch.stack([it[1] for it in items])  # (N, S, S)
+            self._inputs = (images, meta)
+        return self._inputs
+
     def preview(self, step: Step) -> np.ndarray | None:
         """image | truth | prediction for the fixed first val windows (call on rank 0)."""
         from seg.training.logbook import preview_grid
 
         if not self.preview_ids:
             return None
-        items = [self.dataset[i] for i in self.preview_ids]
-        images = torch.stack([it[0] for it in items])  # (N, C, S, S)
-        truths = torch.stack([it[1] for it in items])  # (N, S, S)
-        meta = [torch.stack([it[2] for it in items])] if len(items[0]) > 2 else []  # [(N, M)]
-        preds = step.eval_logits(images.to(self.device), _on(meta, self.device)).argmax(1).cpu()
-        return preview_grid(images.numpy(), truths.numpy(), preds.numpy())
+        images, meta = self.preview_inputs()
+        on = [meta] if meta is not None else []
+        preds = step.eval_logits(images.to(self.device), _on(on, self.device)).argmax(1).cpu()
+        return preview_grid(images.numpy(), self._truths.numpy(), preds.numpy())
 
 
 def _on(meta: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:

@@ -1,7 +1,8 @@
 """What the buttons of `seg ui` do, each as `seg train` would be asked on a shell.
 
 Start and Resume launch `python -m seg train ...` as a child in its own session (closing the
-server does not stop training); its stdout/stderr go to RUN/train.log. Stop sends SIGTERM to
+server does not stop training); its stdout/stderr go to RUN/train.log (for a gs:// run, a local
+file: a bucket takes no stream). Stop sends SIGTERM to
 the process holding the run's lock (it saves last.pt and exits 75); a run trained on another
 machine (gs://) is asked through control.json instead. A new LR is a control.json request the
 loop applies at its next step. Nothing here deletes anything.
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 from seg import fs as segfs
@@ -39,23 +41,37 @@ class Launcher:
                 del self.children[run_dir]
 
     def launch(self, run_dir: str, args: list[str]) -> int:
-        self.reap()
-        if run_dir in self.children or holder(run_dir):
+        """`seg train ARGS --out RUN_DIR`, logged to RUN_DIR/train.log."""
+        if holder(run_dir):
             raise ResourceError(f"{run_dir} is training already")
-        os.makedirs(run_dir, exist_ok=True)
-        log = open(os.path.join(run_dir, "train.log"), "ab")  # noqa: SIM115  (the child's)
+        argv = [sys.executable, "-m", "seg", "train", *args, "--out", run_dir]
+        return self.spawn(run_dir, argv, log=local_log(run_dir, "train.log"))
+
+    def spawn(self, key: str, argv: list[str], *, log: str) -> int:
+        """Any `seg` child for the run folder `key`, in its own session, output to `log`."""
+        self.reap()
+        if key in self.children:
+            raise ResourceError(f"{key} is training already")
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        out = open(log, "ab")  # noqa: SIM115  (the child's)
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "seg", "train", *args, "--out", run_dir],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )
+            )  # fmt: skip
         finally:
-            log.close()
-        self.children[run_dir] = child
+            out.close()
+        self.children[key] = child
         return child.pid
+
+
+def local_log(run_dir: str, name: str) -> str:
+    """Where a child's output goes: RUN/NAME, or for a gs:// run a file in the local temp
+    folder (a child's stdout cannot stream to a bucket)."""
+    if not segfs.is_remote(run_dir):
+        return os.path.join(run_dir, name)
+    tail = run_dir.removeprefix("gs://").replace("/", "_")
+    return os.path.join(tempfile.gettempdir(), "seg-ui", tail, name)
 
 
 def check_config(config: str | None, overrides: list[str]) -> TrainConfig:
@@ -68,8 +84,6 @@ def start(
     launcher: Launcher, run_dir: str, *, config: str | None, overrides: list[str], data: str
 ) -> int:
     """Train a new run in `run_dir` (which must not hold a run yet); the child's pid."""
-    if segfs.is_remote(run_dir):
-        raise ConfigError("seg ui starts runs in a local --runs folder only")
     check_config(config, overrides)
     if is_run(run_dir):
         raise ConfigError(f"{run_dir} holds a run already: choose a new name (nothing is replaced)")

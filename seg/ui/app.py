@@ -33,7 +33,8 @@ from seg import fs as segfs
 from seg.checkpoint import read_checkpoint
 from seg.errors import SegError
 from seg.inference.describe import describe
-from seg.ui import actions, config_form, maps, predictions
+from seg.ui import actions, config_form, maps, predictions, queue
+from seg.ui.activations import activations, window_count
 from seg.ui.model_view import describe_network
 from seg.ui.roots import Refused, Roots
 from seg.ui.runs import list_runs, read_json, series, summarise
@@ -96,7 +97,7 @@ def _payload(ui: UiState, name: str, run_dir: str) -> dict[str, Any]:
     run = _summary(ui, name, run_dir, seen.epochs)
     frames = predictions.frame_list(run_dir)
     return {**dataclasses.asdict(seen), "run": run, "budget_s": facts.get("budget_s"),
-            "frames": frames}  # fmt: skip
+            "frames": frames, "facts": facts}  # fmt: skip
 
 
 async def runs_page(request: Request) -> Response:
@@ -149,8 +150,23 @@ async def model_page(request: Request) -> Response:
         if segfs.exists(path):
             info, _ = read_checkpoint(path)
             view = await asyncio.to_thread(describe_network, info)
-            return page(request, "model.html", name=name, view=view, checkpoint=ckpt)
+            layer = request.query_params.get("layer") or view.blocks[0].name
+            window = int(request.query_params.get("window") or 0)
+            windows = await asyncio.to_thread(window_count, run_dir)
+            return page(request, "model.html", name=name, view=view, checkpoint=ckpt,
+                        layer=layer, window=window, windows=windows)  # fmt: skip
     raise Refused(f"run {name!r} has no checkpoint yet: the model page reads last.pt")
+
+
+async def activations_png(request: Request) -> Response:
+    """GET /activations/RUN?layer=L&window=I: that layer's feature maps for preview window I."""
+    _, run_dir = named_run(request)
+    layer = request.query_params.get("layer", "")
+    window = int(request.query_params.get("window") or 0)
+    grid = await asyncio.to_thread(activations, run_dir, layer=layer, window=window)
+    headers = {"Cache-Control": "no-cache", "X-Seg-Shape": "x".join(map(str, grid.shape)),
+               "X-Seg-Channels": ",".join(map(str, grid.channels))}  # fmt: skip
+    return Response(grid.png, media_type="image/png", headers=headers)
 
 
 def _configs(ui: UiState) -> list[str]:
@@ -194,6 +210,7 @@ def _start_form(
         sections.setdefault(f.key.split(".")[0], []).append(shown)
     stores = _stores(ui)
     return page(request, "start.html", 400 if error else 200, configs=configs, chosen=chosen,
+                scheduler=ui.scheduler,
                 sections=sections, stores=stores, error=error, name=name)  # fmt: skip
 
 
@@ -208,8 +225,12 @@ async def start_run(request: Request) -> Response:
         fields = config_form.form_fields(path)
         run_dir = ui.roots.run_dir(name)
         data = ui.roots.store(int(form.get("data", "0") or 0))
-        actions.start(ui.launcher, run_dir, config=path, data=data,
-                      overrides=config_form.overrides(form, fields))  # fmt: skip
+        sets = config_form.overrides(form, fields)
+        if form.get("how") == "queue":
+            queue.submit(ui.launcher, ui.roots.runs, name, config=path, overrides=sets,
+                         data=data, scheduler=ui.scheduler)  # fmt: skip
+            return RedirectResponse("/queue", status_code=303)
+        actions.start(ui.launcher, run_dir, config=path, data=data, overrides=sets)
     except (SegError, ValueError) as exc:
         values = {k: v for k, v in form.items() if "." in k}
         return _start_form(request, chosen, values=values, error=str(exc), name=name)
@@ -243,15 +264,19 @@ async def on_error(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", status, message=text)
 
 
-def create_app(roots: Roots, token: str | None = None) -> Starlette:
+def create_app(
+    roots: Roots, token: str | None = None, *, scheduler: str | None = None
+) -> Starlette:
     routes = [
         Route("/", runs_page),
         Route("/run/{name:path}", run_page),
         Route("/model/{name:path}", model_page),
+        Route("/activations/{name:path}", activations_png),
         Route("/compare", compare_page),
         Route("/start", start_page, methods=["GET"]),
         Route("/start", start_run, methods=["POST"]),
         Route("/frame/{epoch:int}/{name:path}", predictions.frame_png),
+        Route("/queue", queue.queue_page),
         Route("/maps", maps.maps_page),
         Route("/map/{name:path}", maps.map_page),
         Route("/tiles/{layer}/{z:int}/{x:int}/{y:int}/{name:path}", maps.tile),
@@ -265,5 +290,5 @@ def create_app(roots: Roots, token: str | None = None) -> Starlette:
         middleware=[Middleware(Guard)],
         exception_handlers={SegError: on_error, ValueError: on_error, Exception: on_error},
     )
-    app.state.ui = UiState(roots, token)
+    app.state.ui = UiState(roots, token, scheduler=scheduler)
     return app

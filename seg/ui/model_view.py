@@ -38,7 +38,7 @@ class ModelView:
     macs: int
 
 
-def _blocks(net: nn.Module) -> list[tuple[str, nn.Module]]:
+def blocks_of(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """Encoder stages, decoder blocks, the head (and a conditioner): the rows of the render."""
     out: list[tuple[str, nn.Module]] = []
     encoder: Any = getattr(net, "encoder", None)
@@ -69,7 +69,7 @@ def _macs(module: nn.Module, output: torch.Tensor) -> int:
 
 def describe_network(info: CheckpointInfo) -> ModelView:
     net = build_model(info.model).eval()
-    rows = _blocks(net)
+    rows = blocks_of(net)
     shapes: dict[str, tuple[int, ...]] = {}
     macs: dict[str, int] = {name: 0 for name, _ in rows}
     hooks = []

@@ -43,7 +43,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(roots: Roots, *, host: str, port: int, ready: Callable[[str], None]) -> None:
+def serve(
+    roots: Roots,
+    *,
+    host: str,
+    port: int,
+    ready: Callable[[str], None],
+    scheduler: str | None = None,
+) -> None:
     """Serve until interrupted; `ready(url)` once listening (the URL carries the token)."""
     import uvicorn
 
@@ -54,7 +61,7 @@ def serve(roots: Roots, *, host: str, port: int, ready: Callable[[str], None]) -
             raise ConfigError(f"{flag} {folder} does not exist; name an existing folder")
     token = None if is_loopback(host) else secrets.token_urlsafe(18)
     sock = bind(host, port)
-    app = create_app(roots, token)
+    app = create_app(roots, token, scheduler=scheduler)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")

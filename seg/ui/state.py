@@ -25,6 +25,7 @@ class UiState:
     token: str | None  # required on every request when set (a --host other than loopback)
     csrf: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
     launcher: actions.Launcher = dataclasses.field(default_factory=actions.Launcher)
+    scheduler: str | None = None  # a Dask scheduler the start form submits `seg queue` jobs to
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -127,3 +127,17 @@ def test_bad_input_is_one_line_and_writes_nothing(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("seg: error:") and message in lines[0], err
     assert not out.exists()
+
+
+def test_training_keeps_the_preview_windows_as_the_network_sees_them(trained: Path) -> None:
+    """RUN/previews/windows.npz (seg ui's activations) holds the windows the frames show."""
+    from seg.training.logbook import display_image
+    from seg.training.preview_windows import read_windows
+
+    images, meta = read_windows(str(trained))
+    assert images.shape == (2, 3, 64, 64) and meta is None
+    assert abs(float(images.mean())) < 1.5  # normalised, not raw digital numbers
+    frame = np.asarray(Image.open(timelapse.frames(str(trained))[0].path).convert("RGB"))
+    for i, window in enumerate(images):
+        shown = frame[64 * i : 64 * (i + 1), :64].astype(int)  # the image column of row i
+        assert np.abs(shown - display_image(window).transpose(1, 2, 0)).mean() < 2

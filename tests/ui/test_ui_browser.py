@@ -97,6 +97,9 @@ def test_start_watch_steer_stop_resume_in_a_browser(ui: tuple[str, Path], tmp_pa
             timeout=120_000,
         )
         assert page.inner_text("#state") == "running"
+        # run.json's facts, written after the page loaded, arrive with the updates
+        page.wait_for_function("document.querySelector('#parameters').textContent !== '-'")
+        assert "train /" in page.inner_text("#facts-windows")
         # a new LR from the slider, applied at the next step and logged as an event
         page.locator("#lr-slider").fill("-4")
         assert page.inner_text("#lr-value") == "0.0001"
@@ -140,6 +143,14 @@ def test_start_watch_steer_stop_resume_in_a_browser(ui: tuple[str, Path], tmp_pa
         stats = ("running_mean", "running_var", "num_batches_tracked")  # buffers, not weights
         params = sum(v.numel() for k, v in state["state_dict"].items() if not k.endswith(stats))
         assert page.inner_text("#total-parameters") == f"{params:,}"
+        # a preview window's feature maps at a chosen layer
+        page.select_option("#act-layer", "encoder.features.2")
+        page.click(".activations button")
+        page.wait_for_url("**layer=encoder.features.2**")
+        page.wait_for_function(
+            "document.querySelector('#activations').complete"
+            " && document.querySelector('#activations').naturalWidth > 200"
+        )
         page.screenshot(path=str(out / "ui-model.png"), full_page=True)
         page.goto(url)
         assert "preempted" in page.inner_text("#runs")
@@ -147,6 +158,10 @@ def test_start_watch_steer_stop_resume_in_a_browser(ui: tuple[str, Path], tmp_pa
         page.goto(url + "compare?run=exp")
         page.wait_for_function("document.querySelector('#cmp-val').dataset.points >= 1")
         page.screenshot(path=str(out / "ui-compare.png"), full_page=True)
+        page.goto(url + "queue")  # no queue jobs in this runs folder: it says how to add one
+        assert page.is_visible("#queue-empty")
+        page.wait_for_function("document.querySelector('#queue').dataset.updated", timeout=10_000)
+        page.screenshot(path=str(out / "ui-queue.png"), full_page=True)
         browser.close()
     assert errors == []
     assert hosts == {"127.0.0.1"}, hosts

@@ -55,7 +55,17 @@ const Seg = (() => {
     set("windows_per_s", last ? fmt(last.windows_per_s, 1) : "-");
     set("s_per_epoch", epochs.length ? fmt(epochs[epochs.length - 1].elapsed_s, 1) : "-");
     set("rss", last && last.rss_mb ? fmt(last.rss_mb / 1000, 2) + " GB" : "-");
-    set("gpu", last && last.gpu_mem_mb ? fmt(last.gpu_mem_mb / 1000, 2) + " GB" : "-");
+    const util = last && last.gpu_util_pct !== undefined ? ", " + fmt(last.gpu_util_pct, 0) + " % busy" : "";
+    set("gpu", last && last.gpu_mem_mb ? fmt(last.gpu_mem_mb / 1000, 2) + " GB" + util : "-");
+    const facts = data.facts || {};  // run.json: written when training starts, after the page
+    if (facts.parameters) {
+      set("facts-data", facts.data || "-");
+      set("parameters", Number(facts.parameters).toLocaleString("en-US"));
+      set("facts-windows", (facts.train_windows || "-") + " train / " + (facts.val_windows || "-") +
+          " val of " + (facts.window || "-") + " px");
+      set("facts-classes", (facts.classes || []).join(", "));
+    }
+    started = started || facts.started;
     const budget = data.budget_s;
     if (budget && started && data.run.state === "running") {
       set("eta", fmt(Math.max(0, started + budget - Date.now() / 1000), 0) + " s");
@@ -219,5 +229,17 @@ const Seg = (() => {
     window.segMap = map;  // the browser test reads the view from here
   }
 
-  return { runPage, comparePage, startPage, mapPage, post };
+  // The queue's tables, fetched again every 3 s (the server renders them; no reload).
+  function queuePage() {
+    const box = document.getElementById("queue");
+    const tick = async () => {
+      try {
+        const r = await fetch("/queue?part=1", { credentials: "same-origin" });
+        if (r.ok) { box.innerHTML = await r.text(); box.dataset.updated = String(Date.now()); }
+      } catch (e) { /* the server restarts: try again at the next tick */ }
+    };
+    setInterval(tick, 3000);
+  }
+
+  return { runPage, comparePage, startPage, mapPage, queuePage, post };
 })();
