@@ -9,7 +9,7 @@ and the best validation mIoU each found (the leaderboards' figure: validation wi
 ranks trials; whole-scene accuracy is bench/quality.py's job).
 
 Default data: the Kampala 1024 x 1024 scene in ../shared/data, rows 0-767 for training and
-768-1023 for validation, cut into 256 px windows. `--quick`: tiny synthetic scenes, three
+768-1023 for validation, cut into 256 px windows. `--quick`: tiny synthetic scenes, two
 trials of two epochs (a smoke test, not a result).
 
 Usage: python bench/search.py [--quick] [--work DIR] [--json FILE]
@@ -116,7 +116,7 @@ def main() -> None:
     splits = ["--set", "splits.train_scenes=[train]", "--set", "splits.val_scenes=[val]"]
     tile = [str(images), "--labels", str(labels), "--size", size, "--stride", size, *splits]
     seg("tile", *tile, "--out", str(store), "-q", cwd=ROOT)
-    lrs = [1e-5, 1e-3, 3e-2] if args.quick else LRS
+    lrs = [1e-5, 3e-2] if args.quick else LRS
     grid = sweep("grid", store, args.quick, grid={"optim.lr": lrs})
     prune = {"median": {"startup_trials": 1 if args.quick else 2, "warmup_epochs": 1}}
     search = sweep("search", store, args.quick, search="optuna", trials=len(lrs),

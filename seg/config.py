@@ -173,7 +173,8 @@ class ModelSection(Section):
 
 
 class LossSection(Section):
-    name: Literal["ce", "dice", "ce_dice", "focal"] = "ce_dice"
+    # ce_lovasz: CE + Lovász-softmax (Berman et al.), equal weights; lovasz alone
+    name: Literal["ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz"] = "ce_dice"
     # One weight per class, or "auto": from the training labels' frequencies (^-1/2; see
     # seg.training.class_balance). None = every class weighs 1.
     class_weights: list[float] | Literal["auto"] | None = None

@@ -1,4 +1,5 @@
-"""Segmentation losses chosen by `loss.name`: cross-entropy, Dice, CE+Dice, focal.
+"""Segmentation losses chosen by `loss.name`: cross-entropy, Dice, CE+Dice, focal, Lovász-softmax
+and CE+Lovász.
 
 All take logits (B, K, H, W) and integer targets (B, H, W); pixels labelled 255 never count.
 """
@@ -48,6 +49,38 @@ def focal_loss(
     return ((1 - pt) ** gamma * ce)[valid].mean()
 
 
+def _lovasz_grad(fg_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss for foreground indicators sorted by
+    falling error (Berman et al. 2018, alg. 1)."""
+    total = fg_sorted.sum()
+    inter = total - fg_sorted.cumsum(0)
+    union = total + (1.0 - fg_sorted).cumsum(0)
+    jaccard = 1.0 - inter / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+    return jaccard
+
+
+def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Lovász-softmax over the valid pixels of the batch, averaged over the classes present: a
+    convex surrogate of 1 - IoU, optimised directly."""
+    k = logits.shape[1]
+    prob = logits.float().softmax(dim=1).permute(0, 2, 3, 1).reshape(-1, k)  # (B*H*W, K)
+    labels = target.reshape(-1)
+    valid = labels != IGNORE
+    prob, labels = prob[valid], labels[valid]
+    losses = []
+    for c in range(k):
+        fg = (labels == c).float()
+        if fg.sum() == 0:
+            continue  # a class absent from the batch says nothing about its IoU
+        errors = (fg - prob[:, c]).abs()
+        order = torch.argsort(errors, descending=True)
+        losses.append(torch.dot(errors[order], _lovasz_grad(fg[order])))
+    if not losses:
+        return logits.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
 def build_loss(section: LossSection, num_classes: int, device: torch.device) -> LossFn:
     """A loss function (logits, target) -> scalar for the configured name."""
     weight: torch.Tensor | None = None
@@ -74,5 +107,9 @@ def build_loss(section: LossSection, num_classes: int, device: torch.device) -> 
     if section.name == "focal":
         gamma = section.focal_gamma
         return lambda logits, target: focal_loss(logits, target, gamma, weight)
+    if section.name == "lovasz":
+        return lovasz_softmax
+    if section.name == "ce_lovasz":
+        return lambda logits, target: ce(logits, target) + lovasz_softmax(logits, target)
     dice_weight = section.dice_weight
     return lambda logits, target: ce(logits, target) + dice_weight * dice_loss(logits, target)

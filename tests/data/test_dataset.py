@@ -121,7 +121,7 @@ def test_epoch_sampler_is_seeded_sharded_and_resumable() -> None:
     assert len(longer) == 8
 
 
-@pytest.mark.parametrize("name", ["ce", "dice", "ce_dice", "focal"])
+@pytest.mark.parametrize("name", ["ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz"])
 def test_losses_ignore_255(name: str) -> None:
     loss = build_loss(LossSection(name=name), 2, torch.device("cpu"))
     logits = torch.randn(2, 2, 8, 8, requires_grad=True)
