@@ -46,7 +46,6 @@ class JobRow:
     progress: str
     best: str
     note: str
-    kind: str  # "seg" or "program"
     command: str  # "train", "predict", ... (the seg command) or the program
 
 
@@ -65,7 +64,6 @@ def job_rows(states: list[dict[str, Any]]) -> list[JobRow]:
                 progress=_progress_text(s, progress),
                 best=_best_text(progress),
                 note="" if s.get("state") == "pruned" else str(s.get("message", ""))[:80],
-                kind=str(s.get("kind", "seg")),
                 command=str(argv[0]),
             )
         )

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,9 @@ def write_frame(run_dir: str, epoch: int, grid: np.ndarray) -> None:
     segfs.write_bytes_atomic(frame_path(run_dir, epoch), buffer.getvalue())
 
 
-def frames(run_dir: str) -> list[Frame]:
-    """The run's frames in epoch order, captioned from metrics.jsonl where it has the epoch."""
+def frames(run_dir: str, records: Sequence[object] | None = None) -> list[Frame]:
+    """The run's frames in epoch order, captioned from metrics.jsonl where it has the epoch
+    (`records`: its lines when the caller has read them already)."""
     folder = segfs.join(run_dir, "previews")
     if not segfs.exists(folder):
         return []
@@ -66,10 +68,10 @@ def frames(run_dir: str) -> list[Frame]:
         for p in fs.ls(root, detail=False)
         if (m := _NAME.match(str(p).rstrip("/").rsplit("/", 1)[-1]))
     )
-    records = _records(run_dir)
+    by_epoch = _records(run_dir) if records is None else _by_epoch(records)
     out = []
     for e in epochs:
-        r = records.get(e, {})
+        r = by_epoch.get(e, {})
         step, miou = r.get("step"), r.get("miou")
         out.append(Frame(e, frame_path(run_dir, e), step if isinstance(step, int) else None,
                          float(miou) if _finite(miou) else None))  # type: ignore[arg-type]  # fmt: skip
@@ -85,15 +87,20 @@ def _records(run_dir: str) -> dict[int, dict[str, object]]:
     path = segfs.join(run_dir, "metrics.jsonl")
     if not segfs.exists(path):
         return {}
-    out: dict[int, dict[str, object]] = {}
+    records = []
     for line in segfs.read_bytes(path).decode(errors="replace").splitlines():
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            out[record["epoch"]] = record
-    return out
+    return _by_epoch(records)
+
+
+def _by_epoch(records: Sequence[object]) -> dict[int, dict[str, object]]:
+    """Records by their epoch; anything without an integer epoch is left out."""
+    return {
+        r["epoch"]: r for r in records if isinstance(r, dict) and isinstance(r.get("epoch"), int)
+    }
 
 
 def caption(frame: Frame) -> str:

@@ -66,8 +66,7 @@ class Validator:
         self.dataset, self.device, self.ddp = dataset, device, ddp
         self.class_names = class_names
         self.preview_ids = list(range(min(preview, len(dataset))))
-        self._inputs: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self._truths = torch.empty(0)
+        self._preview: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     def run(self, step: Step, should_stop: Any) -> dict[str, Any]:
         """Metrics over this rank's share, summed over ranks. Stops early (returns {}) when
@@ -94,16 +93,20 @@ class Validator:
         result["val_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
         return result
 
-    def preview_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The fixed first val windows (N, C, S, S) and their metadata (N, M) or None, read once:
-        the same windows every epoch."""
-        if self._inputs is None:
+    def _preview_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(images (N, C, S, S), truths (N, S, S), meta (N, M) or None) of the fixed first val
+        windows, read once: the same windows every epoch."""
+        if self._preview is None:
             items = [self.dataset[i] for i in self.preview_ids]
-            images = torch.stack([it[0] for it in items])  # (N, C, S, S)
-            meta = torch.stack([it[2] for it in items]) if len(items[0]) > 2 else None  # (N, M)
-            self._truths = torch.stack([it[1] for it in items])  # (N, S, S)
-            self._inputs = (images, meta)
-        return self._inputs
+            meta = torch.stack([it[2] for it in items]) if len(items[0]) > 2 else None
+            self._preview = (torch.stack([it[0] for it in items]),
+                             torch.stack([it[1] for it in items]), meta)  # fmt: skip
+        return self._preview
+
+    def preview_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The preview windows as the network takes them: images and metadata (or None)."""
+        images, _, meta = self._preview_batch()
+        return images, meta
 
     def preview(self, step: Step) -> np.ndarray | None:
         """image | truth | prediction for the fixed first val windows (call on rank 0)."""
@@ -111,10 +114,10 @@ class Validator:
 
         if not self.preview_ids:
             return None
-        images, meta = self.preview_inputs()
-        on = [meta] if meta is not None else []
-        preds = step.eval_logits(images.to(self.device), _on(on, self.device)).argmax(1).cpu()
-        return preview_grid(images.numpy(), self._truths.numpy(), preds.numpy())
+        images, truths, meta = self._preview_batch()
+        on = None if meta is None else meta.to(self.device)
+        preds = step.eval_logits(images.to(self.device), on).argmax(1).cpu()
+        return preview_grid(images.numpy(), truths.numpy(), preds.numpy())
 
 
 def _on(meta: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:

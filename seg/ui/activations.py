@@ -43,12 +43,13 @@ class Activations:
     png: bytes
 
 
-def checkpoint_of(run_dir: str) -> str:
+def checkpoint_of(run_dir: str) -> str | None:
+    """The run's best.pt, else its last.pt; None before its first checkpoint."""
     for name in ("best.pt", "last.pt"):
         path = segfs.join(run_dir, name)
         if segfs.exists(path):
             return path
-    raise InputError(f"{run_dir} has no checkpoint yet (best.pt or last.pt)")
+    return None
 
 
 def window_count(run_dir: str) -> int:
@@ -97,6 +98,8 @@ def activations(run_dir: str, *, layer: str, window: int) -> Activations:
     if not 0 <= window < len(images):
         raise InputError(f"window {window} is not one of the run's {len(images)} preview windows")
     path = checkpoint_of(run_dir)
+    if path is None:
+        raise InputError(f"{run_dir} has no checkpoint yet (best.pt or last.pt)")
     info, state = read_checkpoint(path)
     net = load_network(info, state, path)
     del state

@@ -34,7 +34,7 @@ from seg.checkpoint import read_checkpoint
 from seg.errors import SegError
 from seg.inference.describe import describe
 from seg.ui import actions, config_form, maps, predictions, queue
-from seg.ui.activations import activations, window_count
+from seg.ui.activations import activations, checkpoint_of, window_count
 from seg.ui.model_view import describe_network
 from seg.ui.roots import Refused, Roots
 from seg.ui.runs import list_runs, read_json, series, summarise
@@ -95,7 +95,7 @@ def _payload(ui: UiState, name: str, run_dir: str) -> dict[str, Any]:
     facts = read_json(segfs.join(run_dir, "run.json")) or {}
     seen = series(run_dir)  # metrics.jsonl read once for the charts and the summary
     run = _summary(ui, name, run_dir, seen.epochs)
-    frames = predictions.frame_list(run_dir)
+    frames = predictions.frame_list(run_dir, seen.epochs)
     return {**dataclasses.asdict(seen), "run": run, "budget_s": facts.get("budget_s"),
             "frames": frames, "facts": facts}  # fmt: skip
 
@@ -145,17 +145,16 @@ async def events(request: Request) -> Response:
 
 async def model_page(request: Request) -> Response:
     name, run_dir = named_run(request)
-    for ckpt in ("best.pt", "last.pt"):
-        path = segfs.join(run_dir, ckpt)
-        if segfs.exists(path):
-            info, _ = read_checkpoint(path)
-            view = await asyncio.to_thread(describe_network, info)
-            layer = request.query_params.get("layer") or view.blocks[0].name
-            window = int(request.query_params.get("window") or 0)
-            windows = await asyncio.to_thread(window_count, run_dir)
-            return page(request, "model.html", name=name, view=view, checkpoint=ckpt,
-                        layer=layer, window=window, windows=windows)  # fmt: skip
-    raise Refused(f"run {name!r} has no checkpoint yet: the model page reads last.pt")
+    path = checkpoint_of(run_dir)
+    if path is None:
+        raise Refused(f"run {name!r} has no checkpoint yet: the model page reads last.pt")
+    info, _ = read_checkpoint(path)
+    view = await asyncio.to_thread(describe_network, info)
+    layer = request.query_params.get("layer") or view.blocks[0].name
+    window = int(request.query_params.get("window") or 0)
+    windows = await asyncio.to_thread(window_count, run_dir)
+    return page(request, "model.html", name=name, view=view, checkpoint=path.rsplit("/", 1)[-1],
+                layer=layer, window=window, windows=windows)  # fmt: skip
 
 
 async def activations_png(request: Request) -> Response:

@@ -15,7 +15,7 @@ from seg.classes import colour
 from seg.inference.outputs import MASK_SUFFIX
 from seg.ui.roots import Refused
 from seg.ui.state import page, ui_of
-from seg.ui.tiles import map_source, tile_png
+from seg.ui.tiles import layer_path, map_source, tile_png
 
 MAX_DEPTH = 3  # folders below --predictions searched for masks
 
@@ -53,14 +53,9 @@ async def tile(request: Request) -> Response:
     if not segfs.exists(mask):
         raise Refused(f"no mask {p['name']!r} under {ui.roots.predictions}")
     layer = p["layer"]
-    if layer == "mask":
-        path = mask
-    else:
-        source = await asyncio.to_thread(map_source, mask, ui.roots.serves)
-        chosen = source.scene if layer == "scene" else source.probabilities
-        if chosen is None:
-            raise Refused(f"{p['name']} has no {layer} layer to serve")
-        path = chosen
+    path = await asyncio.to_thread(layer_path, mask, layer, ui.roots.serves)
+    if path is None:
+        raise Refused(f"{p['name']} has no {layer} layer to serve")
     band = int(request.query_params.get("band", "1"))
     png = await asyncio.to_thread(tile_png, path, layer, (p["z"], p["x"], p["y"]), band=band)
     if png is None:

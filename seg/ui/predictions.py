@@ -15,11 +15,12 @@ from seg.ui.roots import Refused
 from seg.ui.state import named_run
 
 
-def frame_list(run_dir: str) -> list[dict[str, Any]]:
-    """[{epoch, step, miou, caption}] in epoch order; a run without frames gives []."""
+def frame_list(run_dir: str, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """[{epoch, step, miou, caption}] in epoch order; a run without frames gives [].
+    `records`: metrics.jsonl's lines when the caller has read them already."""
     return [
         {**{k: v for k, v in dataclasses.asdict(f).items() if k != "path"}, "caption": caption(f)}
-        for f in frames(run_dir)
+        for f in frames(run_dir, records)
     ]
 
 

@@ -63,13 +63,8 @@ def map_source(mask: str, allowed: Callable[[str], bool]) -> MapSource:
             west, south, east, north = reader.get_geographic_bounds("epsg:4326")
             zooms = (int(reader.minzoom), int(reader.maxzoom))
     classes = json.loads(tags["SEG_CLASSES"]) if "SEG_CLASSES" in tags else []
-    scene, note = tags.get("SEG_SOURCE") or None, ""
-    if not scene:
-        note = "the mask does not name its scene (no SEG_SOURCE tag)"
-    elif not allowed(scene):
-        note = f"{scene} is outside the folders seg ui serves (give its folder with --scenes)"
-    elif not segfs.exists(scene):
-        note = f"{scene} does not exist any more"
+    scene = tags.get("SEG_SOURCE") or None
+    note = _scene_note(scene, allowed)
     served = scene if scene and not note else None
     probs = probabilities_path(mask)
     report_path = segfs.join(mask.removesuffix(".tif") + "_eval", "report.json")
@@ -84,6 +79,32 @@ def map_source(mask: str, allowed: Callable[[str], bool]) -> MapSource:
         scene=served,
         scene_note=note, probabilities=probs if segfs.exists(probs) else None, report=report,
     )  # fmt: skip
+
+
+def _scene_note(scene: str | None, allowed: Callable[[str], bool]) -> str:
+    """Why the scene a mask names cannot be served, or "" when it can."""
+    if not scene:
+        return "the mask does not name its scene (no SEG_SOURCE tag)"
+    if not allowed(scene):
+        return f"{scene} is outside the folders seg ui serves (give its folder with --scenes)"
+    if not segfs.exists(scene):
+        return f"{scene} does not exist any more"
+    return ""
+
+
+def layer_path(mask: str, layer: str, allowed: Callable[[str], bool]) -> str | None:
+    """The file a layer's tiles are cut from (None: the mask has no such layer to serve): what
+    a tile request needs, without the bounds, zooms and report of `map_source`."""
+    if layer not in LAYERS:
+        raise InputError(f"no map layer {layer!r}: choose one of {list(LAYERS)}")
+    if layer == "mask":
+        return mask
+    if layer == "probability":
+        probs = probabilities_path(mask)
+        return probs if segfs.exists(probs) else None
+    with open_raster(mask) as ds:
+        scene = ds.tags().get("SEG_SOURCE") or None
+    return scene if scene and not _scene_note(scene, allowed) else None
 
 
 def tile_png(path: str, layer: str, tile: tuple[int, int, int], *, band: int = 1) -> bytes | None:
