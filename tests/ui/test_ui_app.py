@@ -147,8 +147,8 @@ def test_the_form_has_every_key_of_the_schema_with_the_yamls_comments() -> None:
     assert by_key["schedule.name"].kind == "choice" and "cosine" in by_key["schedule.name"].choices
     assert by_key["train.deterministic"].kind == "boolean"
     assert "batch" in by_key["data.batch_size"].comment
-    assert overrides({"optim.lr": "0.001", "data.batch_size": "4", "name": "x"}, fields) == [
-        "data.batch_size=4"
+    assert overrides({"optim.lr": "0.001", "data.batch_size": "6", "name": "x"}, fields) == [
+        "data.batch_size=6"
     ]
     assert yaml_comments("a:\n  b: 1  # why\n  c: 2\n") == {"a.b": "why"}
 
