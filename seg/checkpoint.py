@@ -14,6 +14,7 @@ and written here only; the rest is the training run's own state:
     size          training window size                                    (CheckpointInfo)
     dtype         the training scenes' pixel type                         (CheckpointInfo)
     metadata      the fitted metadata codec of a conditioned network      (CheckpointInfo)
+    class_prior   [K floats] class shares of the training labels          (CheckpointInfo)
     state_dict    the segmentation network's weights (the generator, for pix2pix)
     config        the whole resolved experiment config
     -- for resuming (absent in inference-only files) --
@@ -54,6 +55,9 @@ class CheckpointInfo:
     provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # A network conditioned on scene metadata: its codec (seg.data.scene_metadata); else None.
     metadata: dict[str, Any] | None = field(default=None, hash=False)
+    # Class shares of the training labels (seg.inference.priors adapts to a scene's); None in
+    # old checkpoints.
+    class_prior: tuple[float, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -82,6 +86,8 @@ class CheckpointInfo:
         state["provenance"] = dict(self.provenance)
         if self.metadata is not None:
             state["metadata"] = dict(self.metadata)
+        if self.class_prior is not None:
+            state["class_prior"] = list(self.class_prior)
         return state
 
     @classmethod
@@ -100,6 +106,11 @@ class CheckpointInfo:
                 normalise=str(state.get("normalise") or "global"),
                 provenance=dict(state.get("provenance") or {}),
                 metadata=dict(state["metadata"]) if state.get("metadata") else None,
+                class_prior=(
+                    tuple(float(x) for x in state["class_prior"])
+                    if state.get("class_prior") is not None
+                    else None
+                ),
             )
             _ = info.name, info.in_channels, info.num_classes
         except (KeyError, TypeError, ValueError) as exc:
@@ -112,6 +123,11 @@ class CheckpointInfo:
             raise CheckpointError(
                 f"{path} is inconsistent: {len(info.bands)} bands, {len(info.mean)} band"
                 f" statistics, model with {info.in_channels} input channels"
+            )
+        if info.class_prior is not None and len(info.class_prior) != info.num_classes:
+            raise CheckpointError(
+                f"{path} is inconsistent: {len(info.class_prior)} class priors for"
+                f" {info.num_classes} classes"
             )
         return info
 

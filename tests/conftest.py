@@ -277,6 +277,7 @@ def make_checkpoint(
     classes: int = 2,
     size: int = 64,
     dtype: str | None = "uint8",
+    class_prior: tuple[float, ...] | None = None,
     **model: Any,
 ) -> Path:
     """A checkpoint as `seg train` writes it (the same `CheckpointInfo` and `save_checkpoint`),
@@ -295,6 +296,7 @@ def make_checkpoint(
         std=(40.0,) * bands,
         size=size,
         dtype=dtype,
+        class_prior=class_prior,
     )
     save_checkpoint(str(path), info, build_model(info.model).state_dict())
     return path

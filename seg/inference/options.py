@@ -14,6 +14,9 @@ class PredictOptions:
     overlap: int | None = None  # pixels shared by neighbouring windows; None = size // 4
     batch_size: int = 4
     tta: bool = False
+    # Reweight probabilities to each scene's class shares, estimated by a first pass
+    # (seg.inference.priors); needs a checkpoint that records its training class shares.
+    adapt_priors: bool = True
     probabilities: str | None = None  # None, "uint8" or "float16": also write <mask>_probs.tif
     vector: str | None = None  # None, a .geojson/.gpkg path, or "geojson"/"gpkg" per scene
     bands: tuple[int, ...] | None = None  # 1-based scene bands; None = as trained

@@ -12,7 +12,7 @@ import errno
 import functools
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,9 @@ import rasterio
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo
 from seg.data.scene_metadata import SceneFacts
-from seg.data.window_prep import Normalisation, prepare_window, scene_stats
+from seg.data.window_prep import Normalisation, scene_stats
 from seg.errors import ConfigError, InputError
-from seg.geo.grid import Window, axis_offsets, check_geometry, windows
+from seg.geo.grid import Window, axis_offsets, check_geometry
 from seg.geo.labels import stem
 from seg.geo.raster import (
     READ_ERRORS,
@@ -34,6 +34,7 @@ from seg.geo.raster import (
     read_strip,
     scene_info,
 )
+from seg.inference.batches import WindowReader, batches, predicted
 from seg.inference.loading import WindowModel, load_for
 from seg.inference.metadata import conditioned
 from seg.inference.options import PredictOptions, PredictSummary
@@ -46,41 +47,10 @@ from seg.inference.outputs import (
     output_paths,
 )
 from seg.inference.pipeline import Behind, prefetch, return_freed_memory
+from seg.inference.priors import PriorShift, scene_shift
 from seg.inference.stitch import Sink, Stitcher
 from seg.locks import FileLock
 from seg.report import SILENT, Bar, Reporter
-
-# read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
-WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
-
-
-def batches(
-    read: WindowReader,
-    height: int,
-    width: int,
-    *,
-    size: int,
-    stride: int,
-    norm: Normalisation,
-    batch_size: int,
-) -> Iterator[tuple[list[Window], np.ndarray, list[np.ndarray]]]:
-    """Windows in row-major order, grouped in batches: (windows, (B, C, S, S) float32, valid)."""
-    grid = windows(height, width, size, stride)
-    wins: list[Window] = []
-    xs: list[np.ndarray] = []
-    valids: list[np.ndarray] = []
-    for win in grid:
-        # One read per window: input memory stays per window, whatever the scene's width;
-        # GDAL's block cache (see block_cache) serves the overlap with the previous window.
-        image, v = read(win.row_off, win.height, win.col_off, win.width)  # (C, h, w), (h, w)
-        wins.append(win)
-        xs.append(prepare_window(image, v, norm, size))  # (C, S, S), as in training
-        valids.append(v)
-        if len(wins) == batch_size:
-            yield wins, np.stack(xs), valids
-            wins, xs, valids = [], [], []
-    if wins:
-        yield wins, np.stack(xs), valids
 
 
 def stitch_scene(
@@ -273,19 +243,34 @@ def _predict_scene(
         if info.normalise == "scene":  # the scene's own statistics, as in training
             norm = Normalisation.of_stats(scene_stats(ds, scene), fallback=norm)
         model = conditioned(predictor, info, SceneFacts.of_info(scene), reporter)
+        read = window_reader(ds, scene)
         # How many windows (for the bar only: batches() builds the grid, once).
         stride = size - overlap
-        rows, cols = (
-            axis_offsets(scene.height, size, stride),
-            axis_offsets(scene.width, size, stride),
+        n = len(axis_offsets(scene.height, size, stride)) * len(
+            axis_offsets(scene.width, size, stride)
         )
-        bar.reset(len(rows) * len(cols), f"windows {stem(path)}")
+        prior = info.class_prior if opts.adapt_priors else None
+        first = 0
+        if prior is not None:
+            first = len(axis_offsets(scene.height, size, size)) * len(
+                axis_offsets(scene.width, size, size)
+            )
+        bar.reset(n + first, f"windows {stem(path)}")
+        if prior is not None:
+            # A first pass over non-overlapping windows estimates this scene's class shares.
+            grid = batches(
+                read, scene.height, scene.width, size=size, stride=size, norm=norm,
+                batch_size=opts.batch_size,
+            )  # fmt: skip
+            shift = scene_shift(predicted(prefetch(grid), model, bar.advance), prior)
+            model = adapted(model, shift)
+            tags = {**tags, "SEG_PRIORS": shift.tag()}
         writer = SceneOutputs(
             scene, dst, list(info.class_names), probabilities=opts.probabilities, tags=tags
         )
         with writer.open() as sink:
-            return stitch_scene(
-                window_reader(ds, scene),
+            return first + stitch_scene(
+                read,
                 scene.height,
                 scene.width,
                 size=size,
@@ -297,3 +282,12 @@ def _predict_scene(
                 batch_size=opts.batch_size,
                 advance=bar.advance,
             )
+
+
+def adapted(model: WindowModel, shift: PriorShift) -> WindowModel:
+    """`model` with its probabilities reweighted to the scene's class priors."""
+
+    def run(batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        return shift.apply(model(batch) if meta is None else model(batch, meta))
+
+    return run

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from seg.inference.loading import WindowModel, load_for
 from seg.inference.metadata import conditioned
 from seg.inference.options import PredictOptions, PredictSummary
 from seg.inference.outputs import MASK_SUFFIX, VECTOR_FORMATS, OutputPaths, SceneOutputs
+from seg.inference.priors import Batch, scene_shift
 from seg.inference.stitch import Stitcher
 from seg.report import SILENT, Reporter
 
@@ -105,6 +106,10 @@ def predict_store(
         "stride": int(settings["stride"]),
         "store": store_path,
         "checkpoint": checkpoint,
+        # seg stitch adapts to each scene's class shares, as seg predict does on scenes.
+        "class_prior": (
+            list(info.class_prior) if opts.adapt_priors and info.class_prior is not None else None
+        ),
     }
     norm = Normalisation.of(info)
     summary = PredictSummary(scenes=len(ids))
@@ -248,17 +253,26 @@ def stitch_predictions(
                 base + "_probs.tif" if probabilities else None,
                 f"{base}.{vector.lower()}" if vector else None,
             )
-            tags = {"SEG_SOURCE": info.path, "SEG_WINDOW": {"size": size, "overlap": overlap}}
+            tags: dict[str, Any] = {
+                "SEG_SOURCE": info.path,
+                "SEG_WINDOW": {"size": size, "overlap": overlap},
+            }
+            wins = np.asarray(group["window"][:]).reshape(-1, 4)
+            order = np.lexsort((wins[:, 1], wins[:, 0]))  # row-major, as the stitcher needs
+            shift = None
+            if meta.get("class_prior") is not None:
+                shift = scene_shift(_stored(group, wins), tuple(meta["class_prior"]))
+                tags["SEG_PRIORS"] = shift.tag()
             outputs = SceneOutputs(info, paths, classes, probabilities=probabilities, tags=tags)
             with outputs.open() as sink:
                 stitcher = Stitcher(
                     info.height, info.width, len(classes), size=size, overlap=overlap, sink=sink
                 )
-                wins = np.asarray(group["window"][:]).reshape(-1, 4)
-                order = np.lexsort((wins[:, 1], wins[:, 0]))  # row-major, as the stitcher needs
                 for start in range(0, len(order), PER_SHARD):
                     idx = np.sort(order[start : start + PER_SHARD])
                     probs = np.asarray(group["prob"].get_orthogonal_selection((idx,)))
+                    if shift is not None:
+                        probs = shift.apply(probs.astype(np.float32))
                     valid = np.asarray(group["valid"].get_orthogonal_selection((idx,)))
                     by_pos = {int(j): i for i, j in enumerate(idx)}
                     for j in order[start : start + PER_SHARD]:
@@ -272,3 +286,12 @@ def stitch_predictions(
             scenes_bar.advance()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _stored(group: Any, wins: np.ndarray) -> Iterator[Batch]:
+    """A scene's stored windows, a shard at a time, as a first pass for `scene_shift`."""
+    for start in range(0, len(wins), PER_SHARD):
+        idx = np.arange(start, min(start + PER_SHARD, len(wins)))
+        probs = np.asarray(group["prob"].get_orthogonal_selection((idx,))).astype(np.float32)
+        valid = np.asarray(group["valid"].get_orthogonal_selection((idx,)))
+        yield [Window(*(int(v) for v in wins[j])) for j in idx], probs, list(valid)

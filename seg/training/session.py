@@ -84,8 +84,11 @@ class Session:
         # A budgeted run validates on an evenly spaced subsample unless data.max_val_windows says.
         cap = VAL_WINDOWS if cfg.train.time_budget_s else None
         self.train_set, val_set = build_datasets(info, self.norm, cfg, cap, codec=self.codec)
+        # The training labels' class shares: the checkpoint keeps them for seg predict's
+        # adaptation to each scene's own shares (seg.inference.priors).
+        self.class_prior = class_frequencies(self.train_set, len(self.classes))
         if cfg.loss.class_weights == "auto":
-            weights = balanced_weights(class_frequencies(self.train_set, len(self.classes)))
+            weights = balanced_weights(self.class_prior)
             self.reporter.note(
                 "class weights (auto): "
                 + ", ".join(f"{c} {w:g}" for c, w in zip(self.classes, weights, strict=True))
@@ -195,6 +198,7 @@ class Session:
             normalise=self.cfg.data.normalise,
             provenance=self.provenance,
             metadata=self.codec.to_json() if self.codec else None,
+            class_prior=tuple(round(float(x), 6) for x in self.class_prior),
         )
 
     def _metadata_codec(self, state: dict[str, Any] | None, path: str) -> MetadataCodec | None:

@@ -36,3 +36,12 @@ def test_a_run_measures_its_weights_and_saves_them(
     assert "class weights (auto): background" in err
     saved = yaml.safe_load((out / "config.yaml").read_text())["loss"]["class_weights"]
     assert isinstance(saved, list) and len(saved) == 2 and all(w > 0 for w in saved)
+    # The same measurement is kept in the checkpoint for seg predict's prior adaptation.
+    from seg.checkpoint import read_checkpoint
+
+    info, _ = read_checkpoint(str(out / "last.pt"))
+    assert info.class_prior is not None and sum(info.class_prior) == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 < info.class_prior[1] < 1.0
+    w = np.asarray(saved)
+    prior = np.asarray(info.class_prior)
+    assert w[1] / w[0] == pytest.approx(np.sqrt(prior[0] / prior[1]), rel=1e-2)

@@ -1,0 +1,117 @@
+"""Class priors of a test scene, and a network's probabilities adapted to them (label shift).
+
+A network trained on scenes where 59 % of the pixels are buildings predicts as if every scene
+were like that; a test scene with 24 % buildings gets too many. Given the class shares of the
+training labels (recorded in the checkpoint as `class_prior`), the shares of a new scene are
+estimated without labels by EM (Saerens, Latinne & Decaestecker 2002): reweight each pixel's
+posterior by test prior / training prior, take the mean posterior as the new test prior,
+repeat. `seg predict` runs a first pass over non-overlapping windows to draw the pixels
+(`sample_posteriors`), then blends `PriorShift`-adapted probabilities as usual.
+
+Measured (docs/recipe.md row 27): +0.035 mIoU on vegas (train 4.7 % roads, test 1.3 %) and
++0.010 on kampala, from the same checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from seg.geo.grid import Window
+
+MIN_PRIOR = 1e-6  # a class (almost) absent from training is left as it is
+# Bounds on test prior / training prior: EM on a miscalibrated network can drive a class it
+# under-predicts towards zero; no class is scaled by more than this either way.
+MAX_RATIO = 10.0
+PIXEL_STEP = 4  # every 4th pixel of every 4th row of the first pass feeds the estimate
+MAX_SAMPLES = 2_000_000  # (N, K) float64 stays under ~100 MB for K up to 6
+# One batch of the first pass: (windows, probabilities (B, K, S, S), valid masks [(h, w)]).
+Batch = tuple[list[Window], np.ndarray, list[np.ndarray]]
+
+
+def estimate_priors(
+    posteriors: np.ndarray,
+    train_prior: np.ndarray,
+    *,
+    iterations: int = 100,
+    tol: float = 1e-6,
+) -> np.ndarray:
+    """(N, K) posteriors under `train_prior` (K,) -> the test scene's class priors (K,) by EM.
+
+    Classes with a training prior below MIN_PRIOR keep their share; the ratio to the
+    training prior stays within [1 / MAX_RATIO, MAX_RATIO]."""
+    p = np.asarray(posteriors, np.float64)
+    prior = np.asarray(train_prior, np.float64)
+    if p.ndim != 2 or p.shape[1] != prior.shape[0]:
+        raise ValueError(f"posteriors {p.shape} do not match {prior.shape[0]} class priors")
+    if len(p) == 0:
+        return prior.copy()
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    active = prior >= MIN_PRIOR
+    test = prior.copy()
+    for _ in range(iterations):
+        ratio = np.where(active, test / np.maximum(prior, MIN_PRIOR), 1.0)
+        q = p * ratio  # (N, K) posteriors under the current test prior, unnormalised
+        q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+        new = np.where(active, q.mean(axis=0), prior)
+        low, high = prior / MAX_RATIO, prior * MAX_RATIO
+        new = np.where(active, np.clip(new, low, high), prior)
+        new /= new.sum()
+        done = float(np.abs(new - test).max()) < tol
+        test = new
+        if done:
+            break
+    return test
+
+
+@dataclass(frozen=True)
+class PriorShift:
+    """Per-class factors test prior / training prior, applied to a network's probabilities."""
+
+    train: tuple[float, ...]
+    test: tuple[float, ...]
+
+    @property
+    def factors(self) -> np.ndarray:
+        t, s = np.asarray(self.test), np.asarray(self.train)
+        return np.where(s >= MIN_PRIOR, t / np.maximum(s, MIN_PRIOR), 1.0).astype(np.float32)
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """(B, K, S, S) probabilities -> the same reweighted and renormalised over K."""
+        q = probs * self.factors[None, :, None, None]
+        return q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+
+    def tag(self) -> dict[str, list[float]]:
+        """What the mask's SEG_PRIORS tag records."""
+        return {
+            "train": [round(x, 5) for x in self.train],
+            "scene": [round(x, 5) for x in self.test],
+        }
+
+
+def sample_posteriors(batches: Iterable[Batch], num_classes: int) -> np.ndarray:
+    """A first prediction pass -> (N, K) posteriors at every PIXEL_STEP-th valid pixel."""
+    parts: list[np.ndarray] = []
+    n = 0
+    for wins, probs, valids in batches:
+        for win, p, v in zip(wins, probs, valids, strict=True):
+            h, w = win.height, win.width  # arrays may be padded beyond the window
+            keep = np.asarray(v[:h:PIXEL_STEP, :w:PIXEL_STEP], bool)
+            # (K, h', w') at the sampled pixels -> (n, K) where the scene has data
+            picked = p[:, :h:PIXEL_STEP, :w:PIXEL_STEP][:, keep].T
+            parts.append(picked.astype(np.float32))
+            n += len(picked)
+        if n >= MAX_SAMPLES:
+            break
+    if not parts:
+        return np.zeros((0, num_classes), np.float32)
+    return np.concatenate(parts)[:MAX_SAMPLES]
+
+
+def scene_shift(batches: Iterable[Batch], train_prior: tuple[float, ...]) -> PriorShift:
+    """The `PriorShift` of one scene from a first pass over its windows."""
+    prior = np.asarray(train_prior, np.float64)
+    test = estimate_priors(sample_posteriors(batches, len(prior)), prior)
+    return PriorShift(tuple(float(x) for x in prior), tuple(float(x) for x in test))

@@ -1,0 +1,107 @@
+"""Adapting predictions to a scene's class shares (seg.inference.priors): the EM estimate on
+posteriors whose truth is known, and `seg predict` / `seg stitch` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import make_checkpoint, synthetic_pair, write_geotiff
+
+from seg.inference.priors import MAX_RATIO, PriorShift, estimate_priors
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+def gaussian_posteriors(prior_test: list[float], prior_train: list[float], n: int) -> tuple:
+    """Pixels drawn with `prior_test` from two 1-D Gaussians (means 0 and 2): the exact
+    posteriors a calibrated model trained under `prior_train` gives them, and the labels."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(n) < prior_test[1]).astype(int)
+    x = rng.normal(2.0 * y, 1.0)
+    lik = np.stack([np.exp(-0.5 * x**2), np.exp(-0.5 * (x - 2.0) ** 2)], axis=1)  # (N, 2)
+    post = lik * np.asarray(prior_train)
+    return post / post.sum(axis=1, keepdims=True), y
+
+
+def test_em_recovers_a_shifted_prior_and_fixes_the_decisions() -> None:
+    train = [0.4, 0.6]
+    post, y = gaussian_posteriors([0.8, 0.2], train, 200_000)
+    est = estimate_priors(post, np.asarray(train))
+    np.testing.assert_allclose(est, [0.8, 0.2], atol=0.01)
+    shift = PriorShift(tuple(train), tuple(float(v) for v in est))
+    before = (post.argmax(1) == y).mean()
+    adapted = shift.apply(post.T[None, :, :, None].astype(np.float32))[0, :, :, 0].T  # (N, 2)
+    after = (adapted.argmax(1) == y).mean()
+    assert after > before + 0.03  # the Bayes decision under the true prior
+    np.testing.assert_allclose(adapted.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_no_shift_leaves_the_prior_and_the_probabilities() -> None:
+    train = [0.7, 0.3]
+    post, _ = gaussian_posteriors(train, train, 200_000)
+    est = estimate_priors(post, np.asarray(train))
+    np.testing.assert_allclose(est, train, atol=0.01)
+    np.testing.assert_allclose(PriorShift(tuple(train), tuple(est)).factors, 1.0, atol=0.05)
+
+
+def test_absent_classes_are_kept_and_no_class_vanishes() -> None:
+    # Posteriors that never favour class 1: EM alone would drive it to 0.
+    post = np.tile([[0.95, 0.05, 0.0]], (1000, 1))
+    est = estimate_priors(post, np.asarray([0.5, 0.5, 0.0]))
+    assert est[1] >= 0.5 / MAX_RATIO / 1.1 and est[2] == 0.0
+    assert est.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="do not match"):
+        estimate_priors(post, np.asarray([0.5, 0.5]))
+
+
+def test_predict_adapts_each_scene_and_stitch_agrees(
+    seg_run: Run, tmp_path: Path, root: str
+) -> None:
+    """A checkpoint that says 1 % of its training pixels were buildings: `seg predict` estimates
+    the scene's own shares (tag SEG_PRIORS) and predicts more buildings than without; the
+    same through `seg predict --store` + `seg stitch`; `--no-adapt-priors` and a checkpoint
+    without shares give the plain mask."""
+    torch.set_num_threads(1)
+    with_prior = make_checkpoint(tmp_path / "p.pt", class_prior=(0.99, 0.01))
+    plain_ckpt = make_checkpoint(tmp_path / "plain.pt")
+    image, _ = synthetic_pair(150, 131, 3, 3)
+    src = write_geotiff(tmp_path / "s.tif", image)
+    fp32 = ("--precision", "fp32", "--overlap", "16", "-q")
+
+    def predict(ckpt: Path, name: str, *extra: str) -> tuple[np.ndarray, dict[str, str]]:
+        out = tmp_path / f"{name}.tif"
+        code, _, err = seg_run("predict", src, "-k", ckpt, "--out", out, *fp32, *extra)
+        assert code == 0, err
+        with rasterio.open(out) as m:
+            return m.read(1), m.tags()
+
+    adapted, tags = predict(with_prior, "adapted")
+    off, off_tags = predict(with_prior, "off", "--no-adapt-priors")
+    plain, plain_tags = predict(plain_ckpt, "plain")
+    priors = json.loads(tags["SEG_PRIORS"])
+    assert priors["train"] == [0.99, 0.01]
+    assert priors["scene"][1] > 0.01 and sum(priors["scene"]) == pytest.approx(1.0, abs=1e-4)
+    assert "SEG_PRIORS" not in off_tags and "SEG_PRIORS" not in plain_tags
+    np.testing.assert_array_equal(off, plain)  # the same weights, not adapted
+    assert (adapted == 1).mean() > (off == 1).mean()
+
+    store, preds, stitched = (f"{root}/{n}" for n in ("ds.zarr", "preds.zarr", "stitched"))
+    code, _, err = seg_run("tile", src, "--out", store, "--size", "64", "--stride", "48", "-q")
+    assert code == 0, err
+    code, _, err = seg_run("predict", "--store", store, "-k", with_prior, "--out", preds, *fp32)
+    assert code == 0, err
+    code, _, err = seg_run("stitch", preds, "--out", stitched, "-q")
+    assert code == 0, err
+    from seg.geo.raster import open_raster
+
+    with open_raster(f"{stitched}/s_mask.tif") as m:
+        from_store, store_tags = m.read(1), m.tags()
+    store_priors = json.loads(store_tags["SEG_PRIORS"])
+    np.testing.assert_allclose(store_priors["scene"], priors["scene"], atol=0.03)
+    assert (from_store == adapted).mean() > 0.97
