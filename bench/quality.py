@@ -382,7 +382,7 @@ def main() -> None:
             " steps are many times dearer (seg's precision auto uses fp32 here); pass"
             " --loop-precision fp32 for a loop that is not starved"
         )
-        work = Path(args.work or tempfile.mkdtemp(prefix="seg-quality-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="seg-quality-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "budget_s": budget,

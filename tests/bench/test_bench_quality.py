@@ -27,6 +27,8 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
             str(tmp_path),
             "--json",
             str(out),
+            "--loop-precision",  # the loop as it runs where bf16 is emulated (seg's auto: fp32)
+            "fp32",
         ],
         capture_output=True,
         text=True,
@@ -38,6 +40,7 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
     assert re.search(r"^loop\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
     assert re.search(r"^seg\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
     assert re.search(r"^seg - loop: mIoU [+-]\d\.\d{4}", res.stdout, re.M), res.stdout
+    assert json.loads(out.read_text())["loop_precision"] == "fp32"
     data = json.loads(out.read_text())["a"]
     for who in ("loop", "seg"):
         assert 0.0 <= data[who]["miou"] <= 1.0 and data[who]["steps"] > 0
