@@ -63,6 +63,11 @@ def windows(height: int, width: int, size: int, stride: int) -> list[Window]:
     return [Window(r, c, min(size, height - r), min(size, width - c)) for r in rows for c in cols]
 
 
+def window_count(height: int, width: int, size: int, stride: int) -> int:
+    """How many windows `windows` yields, without building them."""
+    return len(axis_offsets(height, size, stride)) * len(axis_offsets(width, size, stride))
+
+
 def check_geometry(size: int, stride: int, allow_gaps: bool = False) -> None:
     """Refuse window settings a model or the coverage rules cannot use."""
     if size <= 0 or size % 32:

@@ -31,6 +31,11 @@ MAX_SAMPLES = 2_000_000  # (N, K) float64 stays under ~100 MB for K up to 6
 Batch = tuple[list[Window], np.ndarray, list[np.ndarray]]
 
 
+def ratios(test: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Per-class test prior / training prior; 1 where the class is (almost) absent in training."""
+    return np.where(train >= MIN_PRIOR, test / np.maximum(train, MIN_PRIOR), 1.0)
+
+
 def estimate_priors(
     posteriors: np.ndarray,
     train_prior: np.ndarray,
@@ -52,12 +57,10 @@ def estimate_priors(
     active = prior >= MIN_PRIOR
     test = prior.copy()
     for _ in range(iterations):
-        ratio = np.where(active, test / np.maximum(prior, MIN_PRIOR), 1.0)
-        q = p * ratio  # (N, K) posteriors under the current test prior, unnormalised
+        q = p * ratios(test, prior)  # (N, K) posteriors under the current test prior, unnormalised
         q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
-        new = np.where(active, q.mean(axis=0), prior)
         low, high = prior / MAX_RATIO, prior * MAX_RATIO
-        new = np.where(active, np.clip(new, low, high), prior)
+        new = np.where(active, np.clip(q.mean(axis=0), low, high), prior)
         new /= new.sum()
         done = float(np.abs(new - test).max()) < tol
         test = new
@@ -75,8 +78,7 @@ class PriorShift:
 
     @property
     def factors(self) -> np.ndarray:
-        t, s = np.asarray(self.test), np.asarray(self.train)
-        return np.where(s >= MIN_PRIOR, t / np.maximum(s, MIN_PRIOR), 1.0).astype(np.float32)
+        return ratios(np.asarray(self.test), np.asarray(self.train)).astype(np.float32)
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         """(B, K, S, S) probabilities -> the same reweighted and renormalised over K."""

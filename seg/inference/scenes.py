@@ -23,7 +23,7 @@ from seg.checkpoint import CheckpointInfo
 from seg.data.scene_metadata import SceneFacts
 from seg.data.window_prep import Normalisation, scene_stats
 from seg.errors import ConfigError, InputError
-from seg.geo.grid import Window, axis_offsets, check_geometry
+from seg.geo.grid import Window, check_geometry, window_count
 from seg.geo.labels import stem
 from seg.geo.raster import (
     READ_ERRORS,
@@ -246,15 +246,9 @@ def _predict_scene(
         read = window_reader(ds, scene)
         # How many windows (for the bar only: batches() builds the grid, once).
         stride = size - overlap
-        n = len(axis_offsets(scene.height, size, stride)) * len(
-            axis_offsets(scene.width, size, stride)
-        )
+        n = window_count(scene.height, scene.width, size, stride)
         prior = info.class_prior if opts.adapt_priors else None
-        first = 0
-        if prior is not None:
-            first = len(axis_offsets(scene.height, size, size)) * len(
-                axis_offsets(scene.width, size, size)
-            )
+        first = 0 if prior is None else window_count(scene.height, scene.width, size, size)
         bar.reset(n + first, f"windows {stem(path)}")
         if prior is not None:
             # A first pass over non-overlapping windows estimates this scene's class shares.

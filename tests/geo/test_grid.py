@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seg.errors import ConfigError
-from seg.geo.grid import axis_offsets, check_geometry, windows
+from seg.geo.grid import axis_offsets, check_geometry, window_count, windows
 
 sizes = st.sampled_from([32, 64, 96, 128, 256])
 
@@ -29,7 +29,9 @@ def geometry(draw: st.DrawFn) -> tuple[int, int, int, int]:
 def test_every_pixel_covered_and_windows_in_bounds(g: tuple[int, int, int, int]) -> None:
     height, width, size, stride = g
     cover = np.zeros((height, width), np.int32)
-    for w in windows(height, width, size, stride):
+    grid = windows(height, width, size, stride)
+    assert window_count(height, width, size, stride) == len(grid)  # the progress bar's total
+    for w in grid:
         assert w.row_off >= 0 and w.col_off >= 0
         assert w.row_off + w.height <= height and w.col_off + w.width <= width
         # A window is full-size unless the scene is smaller than a window along that axis.
