@@ -173,8 +173,9 @@ class ModelSection(Section):
 
 
 class LossSection(Section):
-    # ce_lovasz: CE + Lovász-softmax (Berman et al.), equal weights; lovasz alone
-    name: Literal["ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz"] = "ce_dice"
+    # ce_lovasz: CE + Lovász-softmax (Berman et al.), equal weights; lovasz alone;
+    # focal_dice: focal + dice_weight * Dice
+    name: Literal["ce", "dice", "ce_dice", "focal", "focal_dice", "lovasz", "ce_lovasz"] = "ce_dice"
     # One weight per class, or "auto": from the training labels' frequencies (^-1/2; see
     # seg.training.class_balance). None = every class weighs 1.
     class_weights: list[float] | Literal["auto"] | None = None

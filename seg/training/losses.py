@@ -1,5 +1,5 @@
-"""Segmentation losses chosen by `loss.name`: cross-entropy, Dice, CE+Dice, focal, Lovász-softmax
-and CE+Lovász.
+"""Segmentation losses chosen by `loss.name`: cross-entropy, Dice, CE+Dice, focal, focal+Dice,
+Lovász-softmax and CE+Lovász.
 
 All take logits (B, K, H, W) and integer targets (B, H, W); pixels labelled 255 never count.
 """
@@ -104,12 +104,15 @@ def build_loss(section: LossSection, num_classes: int, device: torch.device) -> 
         return ce
     if section.name == "dice":
         return dice_loss
+    gamma, dice_weight = section.focal_gamma, section.dice_weight
     if section.name == "focal":
-        gamma = section.focal_gamma
         return lambda logits, target: focal_loss(logits, target, gamma, weight)
+    if section.name == "focal_dice":
+        return lambda logits, target: (
+            focal_loss(logits, target, gamma, weight) + dice_weight * dice_loss(logits, target)
+        )
     if section.name == "lovasz":
         return lovasz_softmax
     if section.name == "ce_lovasz":
         return lambda logits, target: ce(logits, target) + lovasz_softmax(logits, target)
-    dice_weight = section.dice_weight
     return lambda logits, target: ce(logits, target) + dice_weight * dice_loss(logits, target)

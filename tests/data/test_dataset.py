@@ -121,7 +121,9 @@ def test_epoch_sampler_is_seeded_sharded_and_resumable() -> None:
     assert len(longer) == 8
 
 
-@pytest.mark.parametrize("name", ["ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz"])
+@pytest.mark.parametrize(
+    "name", ["ce", "dice", "ce_dice", "focal", "focal_dice", "lovasz", "ce_lovasz"]
+)
 def test_losses_ignore_255(name: str) -> None:
     loss = build_loss(LossSection(name=name), 2, torch.device("cpu"))
     logits = torch.randn(2, 2, 8, 8, requires_grad=True)
@@ -137,3 +139,14 @@ def test_losses_ignore_255(name: str) -> None:
     changed[:, :4] = 255
     assert torch.isclose(loss(logits, changed), value)
     assert torch.isfinite(loss(logits, torch.full_like(target, 255)))
+
+
+def test_combined_losses_are_their_sums() -> None:
+    logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+
+    def value(name: str, **kw: float) -> torch.Tensor:
+        return build_loss(LossSection(name=name, **kw), 3, torch.device("cpu"))(logits, target)  # type: ignore[arg-type]
+
+    assert torch.isclose(value("focal_dice"), value("focal") + value("dice"))
+    assert torch.isclose(value("ce_dice", dice_weight=0.5), value("ce") + 0.5 * value("dice"))
+    assert not torch.isclose(value("focal_dice", focal_gamma=0.0), value("focal_dice"))
