@@ -133,6 +133,11 @@ class DataSection(Section):
     # Band statistics: "global" = the train split's, for every scene; "scene" = each scene's own
     # (training and `seg predict` alike): it evens out colour shifts (date, sensor, processing).
     normalise: Literal["global", "scene"] = "global"
+    # "rare_classes": draw a class (rare ones more often, temperature T), then a window with it;
+    # null_share of the draws go to windows without foreground (seg.data.sampling).
+    sampling: Literal["uniform", "rare_classes"] = "uniform"
+    sampling_temperature: Annotated[float, Field(gt=0.0)] = 0.1
+    null_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
 
 
 class ModelSection(Section):

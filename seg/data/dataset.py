@@ -242,8 +242,10 @@ def train_loader(
     rank: int,
     world: int,
     pin_memory: bool,
+    weights: np.ndarray | None = None,
 ) -> DataLoader[Any]:
-    """The DataLoader of one epoch (for one DDP rank), starting at batch `start_batch`."""
+    """The DataLoader of one epoch (for one DDP rank), starting at batch `start_batch`; windows
+    drawn with probabilities `weights` when given (seg.data.sampling)."""
     d, seed = cfg.data, cfg.train.seed
     sampler = EpochSampler(
         len(dataset),
@@ -254,6 +256,7 @@ def train_loader(
         rank=rank,
         world=world,
         start_batch=start_batch,
+        weights=weights,
     )
     return DataLoader(
         dataset,

@@ -23,7 +23,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     Produces exactly `batches * batch_size` items (consecutive permutations when an epoch is
     longer than the data), starting at batch `start_batch` so a resumed run skips what was done
-    without reading it.
+    without reading it. With `weights` (N,) the items are drawn with replacement, window i with
+    probability weights[i] (seg.data.sampling), from the same seeds.
     """
 
     def __init__(
@@ -37,10 +38,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
         rank: int = 0,
         world: int = 1,
         start_batch: int = 0,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.n, self.batch_size, self.batches = n, batch_size, batches
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.start_batch = start_batch
+        if weights is not None and len(weights) != n:
+            raise ValueError(f"{len(weights)} sampling weights for {n} windows")
+        self.weights = weights
 
     def __len__(self) -> int:
         return max(0, self.batches - self.start_batch) * self.batch_size
@@ -49,13 +54,17 @@ class EpochSampler(Sampler[tuple[int, int]]):
         need = self.batches * self.batch_size * self.world  # all ranks together
         if self.n == 0:
             return
-        orders: list[np.ndarray] = []
-        k = 0
-        while k * self.n < need:
-            rng = np.random.default_rng([self.seed, self.epoch, k])
-            orders.append(rng.permutation(self.n))
-            k += 1
-        order = np.concatenate(orders)[:need]
+        if self.weights is not None:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            order = rng.choice(self.n, need, replace=True, p=self.weights)
+        else:
+            orders: list[np.ndarray] = []
+            k = 0
+            while k * self.n < need:
+                rng = np.random.default_rng([self.seed, self.epoch, k])
+                orders.append(rng.permutation(self.n))
+                k += 1
+            order = np.concatenate(orders)[:need]
         positions = np.arange(need)[self.rank :: self.world]  # this rank's share
         first = self.start_batch * self.batch_size
         for pos in positions[first:]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from seg.classes import IGNORE
+from seg.config import DataSection
 from seg.data.dataset import WindowDataset
+from seg.data.sampling import rare_class_weights, window_class_counts
 
 MAX_WINDOWS = 256  # masks read to measure the frequencies (decoding one is ~1 ms)
 MAX_RATIO = 20.0  # no class weighs more than this many times the most common one
@@ -38,3 +40,15 @@ def balanced_weights(freq: np.ndarray) -> list[float]:
     raw = np.where(seen, np.minimum(raw, top), top)  # an unseen class: the cap
     scale = float((freq * raw).sum()) or 1.0
     return [round(float(w / scale), 4) for w in raw]
+
+
+def window_weights(
+    dataset: WindowDataset, data: DataSection, num_classes: int
+) -> np.ndarray | None:
+    """`data.sampling`: None (uniform), or (N,) probabilities of drawing each training window."""
+    if data.sampling == "uniform":
+        return None
+    counts = window_class_counts(dataset, num_classes)
+    return rare_class_weights(
+        counts, temperature=data.sampling_temperature, null_share=data.null_share
+    )

@@ -48,7 +48,7 @@ class Trainer(Session):
         return train_loader(
             self.train_set, self.cfg, epoch=self.epoch, batches=self.steps_per_epoch,
             start_batch=self.batch_in_epoch, rank=self.ddp.rank, world=self.ddp.world,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda", weights=self.sample_weights,
         )  # fmt: skip
 
     def _batches(self) -> Iterator[list[torch.Tensor]]:

@@ -26,7 +26,7 @@ from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
 from seg.training import run_folder, runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
-from seg.training.class_balance import balanced_weights, class_frequencies
+from seg.training.class_balance import balanced_weights, class_frequencies, window_weights
 from seg.training.steps import Step, StepSpec
 from seg.training.trainers import build_step
 from seg.training.validation import EarlyStopping, Validator, check_metric_name
@@ -87,6 +87,13 @@ class Session:
         # The training labels' class shares: the checkpoint keeps them for seg predict's
         # adaptation to each scene's own shares (seg.inference.priors).
         self.class_prior = class_frequencies(self.train_set, len(self.classes))
+        self.sample_weights = window_weights(self.train_set, cfg.data, len(self.classes))
+        if self.sample_weights is not None:
+            w = self.sample_weights * len(self.sample_weights)  # 1 = as often as uniform
+            self.reporter.note(
+                f"rare-class sampling over {len(w)} windows: drawn {w.min():.2f}x to"
+                f" {w.max():.2f}x as often as uniform"
+            )
         if cfg.loss.class_weights == "auto":
             weights = balanced_weights(self.class_prior)
             self.reporter.note(
