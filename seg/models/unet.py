@@ -33,10 +33,15 @@ class UNet(smp.Unet):
         *,
         scale: float = 1.0,
         conditioning: dict[str, Any] | None = None,
+        dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.scale = float(scale)
+        # smp's Unet takes no decoder dropout (0.6 drops an unknown `decoder_dropout` silently):
+        # whole channels of the decoder's last features, before the head. No weights: the
+        # checkpoint's keys do not depend on it.
+        self.head_dropout = torch.nn.Dropout2d(float(dropout))
         self.conditioner: Conditioner | None = None
         if conditioning:
             mechanism = str(conditioning.get("mechanism", "film"))
@@ -65,14 +70,15 @@ class UNet(smp.Unet):
 
     def _logits(self, x: torch.Tensor, meta: torch.Tensor | None) -> torch.Tensor:
         if self.conditioner is None:
-            return super().forward(x)
+            return self.segmentation_head(self.head_dropout(self.decoder(self.encoder(x))))
         if meta is None:  # no metadata at all: every field takes its "missing" embedding
             meta = self.conditioner.blank(x.shape[0], x.device)
         params = self.conditioner(meta)
         features = self.encoder(x)
         if self.conditioner.mechanism == "deep":
             deep = params[0].to(features[-1].dtype)[:, :, None, None]  # (B, C, 1, 1)
-            return self.segmentation_head(self.decoder([*features[:-1], features[-1] + deep]))
+            y = self.decoder([*features[:-1], features[-1] + deep])
+            return self.segmentation_head(self.head_dropout(y))
         # smp's UnetDecoder.forward, with FiLM after every block.
         decoder: Any = self.decoder
         shapes = [f.shape[2:] for f in features][::-1]
@@ -83,7 +89,7 @@ class UNet(smp.Unet):
             height, width = shapes[i + 1]
             skip = skips[i] if i < len(skips) else None
             y = film(block(y, height, width, skip_connection=skip), params[i])
-        return self.segmentation_head(y)
+        return self.segmentation_head(self.head_dropout(y))
 
 
 def build_unet(section: dict[str, Any]) -> torch.nn.Module:
@@ -100,7 +106,7 @@ def build_unet(section: dict[str, Any]) -> torch.nn.Module:
         classes=int(section["num_classes"]),
         decoder_channels=tuple(section.get("decoder_channels") or SMP_DECODER),
         decoder_use_norm="batchnorm" if section.get("batchnorm", True) else None,
-        decoder_dropout=float(section.get("dropout", 0.0)),
+        dropout=float(section.get("dropout", 0.0)),
         conditioning=section.get("conditioning"),
     )
 

@@ -46,6 +46,31 @@ def test_decoder_widths_are_the_configs() -> None:
     assert default.segmentation_head[0].in_channels == 16
 
 
+@pytest.mark.parametrize("conditioning", [None, {"widths": [2], "mechanism": "deep"}])
+def test_model_dropout_drops_decoder_channels_while_training_only(
+    conditioning: dict[str, object] | None,
+) -> None:
+    torch.manual_seed(0)
+    section = {"in_channels": 3, "num_classes": 2, "conditioning": conditioning}
+    plain = build_unet(section)
+    dropped = build_unet({**section, "dropout": 0.5})
+    assert plain.state_dict().keys() == dropped.state_dict().keys()  # checkpoints move freely
+    dropped.load_state_dict(plain.state_dict())
+    x, meta = torch.randn(2, 3, 64, 64), (torch.ones(2, 3) if conditioning else None)  # D 2 + F 1
+    for m in (plain, dropped):
+        for module in m.modules():  # batch norm in eval: only dropout may differ between calls
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+    with torch.no_grad():
+        a, b = (dropped(x, meta) if meta is not None else dropped(x) for _ in range(2))
+        ref = plain(x, meta) if meta is not None else plain(x)
+        assert not torch.allclose(a, b)  # a fresh draw of dropped channels each call
+        assert not torch.allclose(a, ref)
+        assert torch.equal(ref, plain(x, meta) if meta is not None else plain(x))
+        dropped.eval()
+        torch.testing.assert_close(dropped(x, meta) if meta is not None else dropped(x), ref)
+
+
 @pytest.mark.parametrize(
     ("scale", "sizes", "smallest"),
     [
