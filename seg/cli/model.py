@@ -87,7 +87,9 @@ def predict_command(
         None, help="Pixels shared by neighbouring windows (default: window size / 4)."
     ),
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
-    tta: bool = typer.Option(False, "--tta", help="Average flips and a quarter turn (4x slower)."),
+    tta: bool = typer.Option(
+        True, "--tta/--no-tta", help="Average flips and a quarter turn (4 forward passes)."
+    ),
     adapt_priors: bool = typer.Option(
         True,
         "--adapt-priors/--no-adapt-priors",

@@ -13,7 +13,9 @@ from seg.shards import Shard
 class PredictOptions:
     overlap: int | None = None  # pixels shared by neighbouring windows; None = size // 4
     batch_size: int = 4
-    tta: bool = False
+    # Test-time augmentation (flips + a quarter turn, averaged): +0.018 mIoU on average over 4
+    # checkpoints x 2 sets for ~1.6x the predict time (docs/recipe.md row 34).
+    tta: bool = True
     # Reweight probabilities to each scene's class shares, estimated by a first pass
     # (seg.inference.priors); needs a checkpoint that records its training class shares.
     adapt_priors: bool = True

@@ -47,3 +47,16 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
         assert data[who]["windows_seen"] > 0
     # seg's training time is accounted for part by part (seg.training.budget).
     assert set(data["seg"]["budget_spent"]) >= {"train", "data", "validation", "checkpoints"}
+
+
+def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "quality.py"), "--sets", "kampala,paris"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert "unknown set(s) paris; choose from kampala, vegas, atlanta" in res.stderr

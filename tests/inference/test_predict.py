@@ -104,6 +104,23 @@ def test_float16_probabilities_and_gpkg(seg_run: Run, ckpt: Path, tmp_path: Path
     assert info["features"] > 0 and "32633" in info["crs"]
 
 
+def test_test_time_augmentation_is_the_default(seg_run: Run, ckpt: Path, tmp_path: Path) -> None:
+    src = scene(tmp_path / "a.tif", 70, 90)
+    probs = {}
+    for name, flags in {"default": [], "tta": ["--tta"], "plain": ["--no-tta"]}.items():
+        out = tmp_path / name
+        code, _, err = seg_run(
+            "predict", src, "-k", ckpt, "--out", out, "--probabilities", "-q", *flags
+        )
+        assert code == 0, err
+        with rasterio.open(out / "a_mask_probs.tif") as p:
+            probs[name] = p.read()
+    np.testing.assert_array_equal(probs["default"], probs["tta"])
+    assert not np.array_equal(
+        probs["default"], probs["plain"]
+    )  # a random net is not flip-invariant
+
+
 def test_many_scenes_sharding_skip_and_overwrite(
     seg_run: Run, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
