@@ -98,31 +98,25 @@ def data_sets(names: list[str], quick: bool, work: Path) -> dict[str, dict[str, 
                 )
             ],
         }
-    if "vegas" in names:
-        v = SHARED / "spacenet"
-        d = work / "vegas"
+    # One scene cut in two by rows: (image, mask, first test row, rows in all).
+    cuts = {
+        "vegas": ("vegas_roads_1300.tif", "vegas_roads_mask_4m.tif", 780, 1300),
+        # a third set, to check that a default generalises (not in the issue)
+        "atlanta": ("atlanta_pan_900.tif", "atlanta_buildings_mask.tif", 540, 900),
+    }
+    for name, (image, mask, cut, rows) in cuts.items():
+        if name not in names:
+            continue
+        src, d = SHARED / "spacenet", work / name
         d.mkdir(exist_ok=True)
-        sets["vegas"] = {
+        sets[name] = {
             part: [
                 (
-                    crop(v / "vegas_roads_1300.tif", d / f"{part}.tif", rows),
-                    crop(v / "vegas_roads_mask_4m.tif", d / f"{part}_mask.tif", rows),
+                    crop(src / image, d / f"{part}.tif", span),
+                    crop(src / mask, d / f"{part}_mask.tif", span),
                 )
             ]
-            for part, rows in (("train", (0, 780)), ("test", (780, 1300)))
-        }
-    if "atlanta" in names:  # a third set, to check that a default generalises (not in the issue)
-        a = SHARED / "spacenet"
-        d = work / "atlanta"
-        d.mkdir(exist_ok=True)
-        sets["atlanta"] = {
-            part: [
-                (
-                    crop(a / "atlanta_pan_900.tif", d / f"{part}.tif", rows),
-                    crop(a / "atlanta_buildings_mask.tif", d / f"{part}_mask.tif", rows),
-                )
-            ]
-            for part, rows in (("train", (0, 540)), ("test", (540, 900)))
+            for part, span in (("train", (0, cut)), ("test", (cut, rows)))
         }
     return sets
 
