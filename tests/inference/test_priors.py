@@ -13,7 +13,7 @@ import rasterio
 import torch
 from conftest import make_checkpoint, synthetic_pair, write_geotiff
 
-from seg.inference.priors import MAX_RATIO, PriorShift, estimate_priors
+from seg.inference.priors import MAX_RATIO, PriorShift, estimate_priors, scene_shift
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -60,13 +60,49 @@ def test_absent_classes_are_kept_and_no_class_vanishes() -> None:
         estimate_priors(post, np.asarray([0.5, 0.5]))
 
 
-def test_predict_adapts_each_scene_and_stitch_agrees(
+def batch_of(post: np.ndarray) -> list:
+    """(N, K) posteriors as one first-pass batch: a window of 4N x 4 pixels, sampled back."""
+    from seg.geo.grid import Window
+
+    n, k = post.shape
+    probs = np.zeros((1, k, 4 * n, 4), np.float32)
+    probs[0, :, ::4, ::4] = post.T[:, :, None]
+    return [([Window(0, 0, 4 * n, 4)], probs, [np.ones((4 * n, 4), bool)])]
+
+
+def test_an_estimate_pinned_at_the_bound_is_not_applied() -> None:
+    # A network whose buildings are never confident: EM runs into the bound (the Atlanta case).
+    weak = np.tile([[0.97, 0.03]], (500, 1))
+    shift = scene_shift(batch_of(weak), (0.94, 0.06))
+    assert shift.test == shift.train and shift.estimate is not None
+    assert shift.estimate[1] == pytest.approx(0.006, rel=0.05)  # the bound, recorded
+    np.testing.assert_allclose(shift.factors, 1.0)
+    assert shift.tag()["rejected"] == [round(x, 5) for x in shift.estimate]
+    # A shift inside the bound is applied.
+    post, _ = gaussian_posteriors([0.8, 0.2], [0.4, 0.6], 20_000)
+    kept = scene_shift(batch_of(post), (0.4, 0.6))
+    assert kept.estimate is None and kept.test[1] == pytest.approx(0.2, abs=0.02)
+    assert "rejected" not in kept.tag()
+
+
+def test_adapted_reweights_what_the_model_gives() -> None:
+    from seg.inference.scenes import adapted
+
+    probs = np.random.default_rng(0).dirichlet([1.0, 1.0], size=(2, 8, 8)).transpose(0, 3, 1, 2)
+    shift = PriorShift((0.5, 0.5), (0.8, 0.2))
+    out = adapted(lambda batch, meta=None: probs.astype(np.float32), shift)(np.zeros((2, 3, 8, 8)))
+    np.testing.assert_allclose(out, shift.apply(probs.astype(np.float32)), rtol=1e-6)
+    assert out[:, 0].mean() > probs[:, 0].mean() + 0.1  # towards the scene's 80 % class 0
+
+
+def test_predict_records_each_scene_estimate_and_stitch_agrees(
     seg_run: Run, tmp_path: Path, root: str
 ) -> None:
-    """A checkpoint that says 1 % of its training pixels were buildings: `seg predict` estimates
-    the scene's own shares (tag SEG_PRIORS) and predicts more buildings than without; the
-    same through `seg predict --store` + `seg stitch`; `--no-adapt-priors` and a checkpoint
-    without shares give the plain mask."""
+    """A checkpoint that says 1 % of its training pixels were buildings, around random weights
+    that see buildings almost everywhere: `seg predict` runs the first pass and EM, which runs
+    into the 10x bound, so the estimate is recorded (SEG_PRIORS "rejected") and not applied:
+    the mask equals `--no-adapt-priors` and a checkpoint without shares. The same through
+    `seg predict --store` + `seg stitch`."""
     torch.set_num_threads(1)
     with_prior = make_checkpoint(tmp_path / "p.pt", class_prior=(0.99, 0.01))
     plain_ckpt = make_checkpoint(tmp_path / "plain.pt")
@@ -85,11 +121,11 @@ def test_predict_adapts_each_scene_and_stitch_agrees(
     off, off_tags = predict(with_prior, "off", "--no-adapt-priors")
     plain, plain_tags = predict(plain_ckpt, "plain")
     priors = json.loads(tags["SEG_PRIORS"])
-    assert priors["train"] == [0.99, 0.01]
-    assert priors["scene"][1] > 0.01 and sum(priors["scene"]) == pytest.approx(1.0, abs=1e-4)
+    assert priors["train"] == priors["scene"] == [0.99, 0.01]
+    assert priors["rejected"][1] >= 0.098  # at least the bound, 10x 1 % (before renormalising)
     assert "SEG_PRIORS" not in off_tags and "SEG_PRIORS" not in plain_tags
     np.testing.assert_array_equal(off, plain)  # the same weights, not adapted
-    assert (adapted == 1).mean() > (off == 1).mean()
+    np.testing.assert_array_equal(adapted, off)  # a pinned estimate is not applied
 
     store, preds, stitched = (f"{root}/{n}" for n in ("ds.zarr", "preds.zarr", "stitched"))
     code, _, err = seg_run("tile", src, "--out", store, "--size", "64", "--stride", "48", "-q")
@@ -103,5 +139,6 @@ def test_predict_adapts_each_scene_and_stitch_agrees(
     with open_raster(f"{stitched}/s_mask.tif") as m:
         from_store, store_tags = m.read(1), m.tags()
     store_priors = json.loads(store_tags["SEG_PRIORS"])
-    np.testing.assert_allclose(store_priors["scene"], priors["scene"], atol=0.03)
+    np.testing.assert_allclose(store_priors["rejected"], priors["rejected"], atol=0.03)
+    assert store_priors["scene"] == priors["scene"]
     assert (from_store == adapted).mean() > 0.97
