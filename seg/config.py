@@ -134,10 +134,12 @@ class DataSection(Section):
     # (training and `seg predict` alike): it evens out colour shifts (date, sensor, processing).
     normalise: Literal["global", "scene"] = "global"
     # "rare_classes": draw a class (rare ones more often, temperature T), then a window with it;
-    # null_share of the draws go to windows without foreground (seg.data.sampling).
-    sampling: Literal["uniform", "rare_classes"] = "uniform"
+    # null_share of the draws go to windows without foreground. "hard_windows": hard_share of
+    # the draws in proportion to each window's recent training loss (seg.data.sampling).
+    sampling: Literal["uniform", "rare_classes", "hard_windows"] = "uniform"
     sampling_temperature: Annotated[float, Field(gt=0.0)] = 0.1
     null_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    hard_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
 
 
 class ModelSection(Section):

@@ -120,9 +120,11 @@ def write_window_store(
     classes: tuple[str, ...] = ("background", "building"),
     dtype: str = "uint8",
     seed: int = 0,
+    edit_mask: Callable[[str, int, np.ndarray], np.ndarray] | None = None,
 ) -> Path:
     """A seg window store written with seg.data.store's writer API: one scene per entry of `splits`
-    (scene id -> split), `windows` learnable synthetic windows each, exact band statistics."""
+    (scene id -> split), `windows` learnable synthetic windows each, exact band statistics;
+    `edit_mask(scene, window, mask)` may change a window's labels."""
     from seg.data.store import BandStats, WindowStore
 
     store = WindowStore.create_or_open(
@@ -149,6 +151,8 @@ def write_window_store(
         for w in range(windows):
             img = image[:, w * size : (w + 1) * size].astype(dtype)
             msk = mask[w * size : (w + 1) * size]
+            if edit_mask is not None:
+                msk = edit_mask(scene_id, w, msk.copy())
             stats.update(img, np.ones(msk.shape, bool))
             writer.add(img, msk, (w * size, 0, size, size))
         writer.finish(scene_attrs(f"{scene_id}.tif", size, size * windows, dtype, stats))

@@ -112,12 +112,23 @@ class WindowDataset(Dataset[tuple[torch.Tensor, ...]]):
         try:
             return image.read(w), mask.read(w)
         except Exception as exc:  # damaged shard bytes (blosc), a bad shard index (checksum) ...
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise StoreError(
-                f"window {w} of scene {self.scene_ids[k]!r} in {self.store_path} cannot be read"
-                f" ({type(exc).__name__}: {reason}); the store is damaged: re-tile that scene"
-                " (seg tile ... --overwrite)"
-            ) from exc
+            raise self._damaged(k, w, exc) from exc
+
+    def read_mask(self, i: int) -> np.ndarray:
+        """Window i's mask (S, S) uint8 alone (class counts need no imagery decoded)."""
+        k, w = (int(x) for x in self.index[i])
+        try:
+            return self._scene_arrays(k)[1].read(w)
+        except Exception as exc:
+            raise self._damaged(k, w, exc) from exc
+
+    def _damaged(self, k: int, w: int, exc: Exception) -> StoreError:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        return StoreError(
+            f"window {w} of scene {self.scene_ids[k]!r} in {self.store_path} cannot be read"
+            f" ({type(exc).__name__}: {reason}); the store is damaged: re-tile that scene"
+            " (seg tile ... --overwrite)"
+        )
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
         i, seed = item if isinstance(item, tuple) else (item, None)

@@ -1,4 +1,4 @@
-"""`data.sampling: rare_classes`: how often each training window is drawn.
+"""`data.sampling`: how often each training window is drawn (`rare_classes`, `hard_windows`).
 
 Uniform sampling shows a class in proportion to the windows it appears in; a class on a few
 windows of a large store is seen a few times an epoch. Rare-class sampling (Hoyer et al.,
@@ -6,6 +6,11 @@ DAFormer, 2022) draws a class first, rare classes more often (P(c) ~ exp((1 - f_
 class's share of the labelled pixels), then a window that contains it. A set share of the
 draws (`data.null_share`) goes to windows with no foreground at all (only class 0 or
 unlabelled): the hard negatives that keep a network from seeing the rare class everywhere.
+
+Hard-window sampling (`hard_windows`) draws a share of the windows (`data.hard_share`) in
+proportion to their recent training loss and the rest uniformly: the windows the network still
+gets wrong are revisited more often (online hard example mining at the window level; Shrivastava
+et al., 2016, mine regions within a batch). Unseen windows count as the hardest seen.
 
 The draws themselves are seeded by `EpochSampler`, so a resumed run repeats them exactly.
 """
@@ -26,16 +31,20 @@ MIN_SHARE = 0.005
 class MaskSource(Protocol):
     def __len__(self) -> int: ...
 
-    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def read_mask(self, i: int) -> np.ndarray: ...
 
 
-def window_class_counts(dataset: MaskSource, num_classes: int) -> np.ndarray:
-    """(N, K) labelled pixels of each class in each of the dataset's N windows (every mask read)."""
-    counts = np.zeros((len(dataset), num_classes), np.int64)
-    for i in range(len(dataset)):
-        mask = dataset.read(i)[1]
+def mask_class_counts(
+    dataset: MaskSource, num_classes: int, picks: list[int] | None = None
+) -> np.ndarray:
+    """(len(picks), K) labelled pixels of each class in the windows `picks` (default: every
+    window), read mask by mask."""
+    chosen = range(len(dataset)) if picks is None else picks
+    counts = np.zeros((len(chosen), num_classes), np.int64)
+    for row, i in enumerate(chosen):
+        mask = dataset.read_mask(int(i))
         labelled = mask[mask != IGNORE]
-        counts[i] = np.bincount(labelled.ravel(), minlength=num_classes)[:num_classes]
+        counts[row] = np.bincount(labelled.ravel(), minlength=num_classes)[:num_classes]
     return counts
 
 
@@ -67,4 +76,20 @@ def rare_class_weights(counts: np.ndarray, *, temperature: float, null_share: fl
     null = counts[:, 1:].sum(axis=1) == 0  # nothing but class 0 (or unlabelled)
     if null_share > 0 and null.any():
         weights = (1.0 - null_share) * weights + null_share * null / null.sum()
+    return weights / weights.sum()
+
+
+def hard_window_weights(loss: np.ndarray, share: float) -> np.ndarray:
+    """(N,) recent loss per window (NaN = not seen yet) -> (N,) probabilities of drawing each
+    window: `share` of the draws in proportion to the loss, the rest uniform."""
+    n = len(loss)
+    if n == 0:
+        return np.zeros(0)
+    seen = np.isfinite(loss)
+    if not seen.any():
+        return np.full(n, 1.0 / n)
+    hard = np.where(seen, np.maximum(loss, 0.0), np.nanmax(np.maximum(loss, 0.0)))
+    if hard.sum() <= 0:  # every window seen has a loss of 0: nothing to favour
+        return np.full(n, 1.0 / n)
+    weights = (1.0 - share) / n + share * hard / hard.sum()
     return weights / weights.sum()

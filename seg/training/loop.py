@@ -7,6 +7,7 @@ NaN guard, validation, early stopping, logging and DDP. Per-batch work belongs t
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -48,14 +50,17 @@ class Trainer(Session):
         return train_loader(
             self.train_set, self.cfg, epoch=self.epoch, batches=self.steps_per_epoch,
             start_batch=self.batch_in_epoch, rank=self.ddp.rank, world=self.ddp.world,
-            pin_memory=self.device.type == "cuda", weights=self.sample_weights,
+            pin_memory=self.device.type == "cuda", weights=self.draws.weights(self.epoch),
         )  # fmt: skip
 
-    def _batches(self) -> Iterator[list[torch.Tensor]]:
-        """The epoch's batches. A SIGTERM sent to the whole process group also kills the
-        DataLoader workers; that is a preemption too (checkpoint, exit 75), not a crash."""
-        it = iter(self._loader())
-        while True:
+    def _batches(self) -> Iterator[tuple[list[torch.Tensor], np.ndarray]]:
+        """The epoch's batches, each with its (B,) window indices. A SIGTERM sent to the whole
+        process group also kills the DataLoader workers; that is a preemption too (checkpoint,
+        exit 75), not a crash."""
+        loader = self._loader()
+        order = np.array([i for i, _ in loader.sampler], np.int64)  # the sampler's draws, in order
+        size, it = self.cfg.data.batch_size, iter(loader)
+        for k in itertools.count():
             t0 = time.perf_counter()
             try:
                 batch = next(it)
@@ -70,7 +75,7 @@ class Trainer(Session):
                 raise self._preempt() from exc
             if self.plan:
                 self.plan.charge("data", time.perf_counter() - t0)
-            yield batch
+            yield batch, order[k * size : (k + 1) * size]
 
     def run(self) -> TrainResult:
         # control.json (seg.training.control): a search stops a hopeless trial through it.
@@ -172,7 +177,7 @@ class Trainer(Session):
         self.step.train()
         plan, batch = self.plan, cfg.data.batch_size
         sums: dict[str, list[float]] = {}  # the step's figures -> [sum, count] of finite values
-        for image, mask, *meta in self._batches():  # meta: [(B, M)] for a conditioned network
+        for (image, mask, *meta), drawn in self._batches():  # meta: [(B, M)] when conditioned
             if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
                 plan.time_up = True  # every rank stops at the same step
                 break
@@ -188,6 +193,7 @@ class Trainer(Session):
             stop, bad, halt, lr_id, lr = self.ddp.agree([*flags, lr_id, lr])
             if bad:
                 raise self._diverged(out["loss"])
+            self.draws.observe(drawn, self.step.window_losses, self.ddp)
             if lr_id > self.lr_applied:
                 self._set_lr(log, lr, lr_id)
             for key, value in out.items():

@@ -33,6 +33,15 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     return 1.0 - dice.mean()
 
 
+@torch.no_grad()
+def window_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) logits, (B, H, W) targets -> (B,) cross-entropy of each window over its
+    labelled pixels (0 for a window with none): how hard each window still is."""
+    ce = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="none")
+    valid = (target != IGNORE).flatten(1).sum(1)  # (B,)
+    return ce.flatten(1).sum(1) / valid.clamp(min=1)
+
+
 def focal_loss(
     logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None
 ) -> torch.Tensor:

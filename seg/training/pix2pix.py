@@ -40,6 +40,7 @@ from seg.models.pix2pix import (
 )
 from seg.training.gan_inputs import mismatched, noisy, soft_targets
 from seg.training.gan_watch import CollapseWatch
+from seg.training.losses import window_losses
 from seg.training.segmentation import SegmentationStep
 from seg.training.steps import (
     StepSpec,
@@ -105,6 +106,8 @@ class AdversarialStep(SegmentationStep):
         stats: dict[str, float] = {"noise": sigma}
 
         logits = self._generate(image, meta)
+        if self.keep_window_losses:  # for hard-window sampling: the generator's CE per window
+            self.window_losses = window_losses(logits.detach(), mask).cpu().numpy()
         for _ in range(p.d_steps):
             fake = logits.detach().float().softmax(dim=1) * valid  # (B, K, H, W)
             d_stats = self._d_update(cond, real, fake, valid=valid, sigma=sigma)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,6 +38,14 @@ class Distributed:
         t = torch.tensor(flags, dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return [float(x) for x in t.tolist()]
+
+    def total(self, values: np.ndarray) -> np.ndarray:
+        """Sum of a per-rank array over all ranks (float64)."""
+        if not self.enabled:
+            return values
+        t = torch.from_numpy(np.ascontiguousarray(values, np.float64))
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.numpy()
 
 
 def init_distributed(use_cuda: bool) -> Distributed:

@@ -11,7 +11,7 @@ from torch import nn
 
 from seg.models import build_model
 from seg.training.ema import WeightAverage
-from seg.training.losses import build_loss
+from seg.training.losses import build_loss, window_losses
 from seg.training.steps import (
     Step,
     StepSpec,
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 class SegmentationStep(Step):
     """UNet-MobileNetV2 trained with the configured loss; AMP (bf16/fp16 + GradScaler)."""
+
+    measures_windows = True
 
     def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
         super().__init__(cfg, spec)
@@ -79,7 +81,10 @@ class SegmentationStep(Step):
         self, image: torch.Tensor, mask: torch.Tensor, meta: torch.Tensor | None = None
     ) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self._generate(self._prepare(image), meta), mask)
+        logits = self._generate(self._prepare(image), meta)
+        loss = self.loss_fn(logits, mask)
+        if self.keep_window_losses:  # for hard-window sampling (seg.training.window_draws)
+            self.window_losses = window_losses(logits.detach(), mask).cpu().numpy()
         if not self.spec.all_finite(loss):
             value = float(loss.detach())
             return {"loss": value if not math.isfinite(value) else math.nan}

@@ -26,10 +26,11 @@ from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
 from seg.training import run_folder, runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
-from seg.training.class_balance import balanced_weights, class_frequencies, window_weights
+from seg.training.class_balance import balanced_weights
 from seg.training.steps import Step, StepSpec
 from seg.training.trainers import build_step
 from seg.training.validation import EarlyStopping, Validator, check_metric_name
+from seg.training.window_draws import WindowDraws
 
 
 class Session:
@@ -86,13 +87,12 @@ class Session:
         self.train_set, val_set = build_datasets(info, self.norm, cfg, cap, codec=self.codec)
         # The training labels' class shares: the checkpoint keeps them for seg predict's
         # adaptation to each scene's own shares (seg.inference.priors).
-        self.class_prior = class_frequencies(self.train_set, len(self.classes))
-        self.sample_weights = window_weights(self.train_set, cfg.data, len(self.classes))
-        if self.sample_weights is not None:
-            w = self.sample_weights * len(self.sample_weights)  # 1 = as often as uniform
+        k = len(self.classes)
+        self.draws, self.class_prior = WindowDraws.build(self.train_set, cfg.data, k)
+        if spread := self.draws.spread():
             self.reporter.note(
-                f"rare-class sampling over {len(w)} windows: drawn {w.min():.2f}x to"
-                f" {w.max():.2f}x as often as uniform"
+                f"rare-class sampling over {len(self.train_set)} windows: drawn {spread[0]:.2f}x"
+                f" to {spread[1]:.2f}x as often as uniform"
             )
         if cfg.loss.class_weights == "auto":
             weights = balanced_weights(self.class_prior)
@@ -138,6 +138,7 @@ class Session:
         )
         self.spec = spec
         self.step: Step = build_step(cfg, spec)
+        self.draws.attach(self.step, cfg.model.name)
         if cfg.model.encoder_weights and not state:
             from seg.models.unet import load_encoder_weights
 
@@ -164,6 +165,7 @@ class Session:
             self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
             self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
             self.stopping.load_state_dict(state.get("early_stopping", {}))
+            self.draws.load_state_dict(state.get("draws", {}))
             run_folder.set_rng_state(state["rng"])
         self.signal: str | None = None
         # Last, after every check: one writer per run folder (a second `seg train --out` into
@@ -255,6 +257,7 @@ class Session:
             "rng": run_folder.rng_state(),
             "early_stopping": self.stopping.state_dict(),
             "lr_applied": self.lr_applied,
+            "draws": self.draws.state_dict(),
         }
 
     def save(self, *names: str) -> None:

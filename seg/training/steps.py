@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,9 +97,15 @@ class Step:
     None otherwise).
     """
 
+    # Whether train_step can leave each window's loss in `window_losses` (B,) when
+    # `keep_window_losses` is set (hard-window sampling needs it).
+    measures_windows = False
+
     def __init__(self, cfg: TrainConfig, spec: StepSpec) -> None:
         self.cfg = cfg
         self.spec = spec
+        self.keep_window_losses = False
+        self.window_losses: np.ndarray | None = None
 
     @property
     def generator(self) -> nn.Module:
