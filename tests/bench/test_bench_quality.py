@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from train_helpers import ROOT, env
 
@@ -60,3 +61,27 @@ def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "unknown set(s) paris; choose from kampala, vegas, atlanta" in res.stderr
+
+
+def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Path) -> None:
+    """The many-scene set: four training quadrants and six test blocks, each on the grid of the
+    scene it was cut from, with its mask on the same grid and the same pixels as that place."""
+    shared = ROOT.parent / "shared" / "data" / "kampala"
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is absent (the real rasters live beside the repository)")
+    import rasterio
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from quality import data_sets
+
+    parts = data_sets(["kampala_blocks"], quick=False, work=tmp_path)["kampala_blocks"]
+    assert [len(parts["train"]), len(parts["test"])] == [4, 6]
+    with rasterio.open(shared / "kampala_z21_3072x2048_image.tif") as whole:
+        full = whole.read()
+        for scene, mask in parts["test"]:
+            with rasterio.open(scene) as s, rasterio.open(mask) as m:
+                assert s.shape == m.shape == (1024, 1024)
+                assert s.transform == m.transform and s.crs == whole.crs
+                # the block's pixels are the whole scene's at the place its transform names
+                col, row = (round(v) for v in ~whole.transform * (s.transform.c, s.transform.f))
+                np.testing.assert_array_equal(s.read(), full[:, row : row + 1024, col : col + 1024])
