@@ -9,7 +9,7 @@ and written here only; the rest is the training run's own state:
     class_names   list[str]                                               (CheckpointInfo)
     bands         list[int]  1-based scene bands the network reads        (CheckpointInfo)
     band_stats    {"mean": [C floats], "std": [C floats]}                 (CheckpointInfo)
-    normalise     "global" (band_stats for every scene) or "scene"        (CheckpointInfo)
+    normalise     "global" (band_stats for every scene), "scene", "percentile" (CheckpointInfo)
     provenance    seg/torch/smp versions, git commit, --data, store print (CheckpointInfo)
     size          training window size                                    (CheckpointInfo)
     dtype         the training scenes' pixel type                         (CheckpointInfo)
@@ -49,7 +49,8 @@ class CheckpointInfo:
     std: tuple[float, ...]
     size: int  # training window size
     dtype: str | None = None  # the training scenes' pixel type; None in old checkpoints
-    # "global": every scene is normalised with mean/std above; "scene": each with its own.
+    # "global": every scene is normalised with mean/std above; "scene": each with its own;
+    # "percentile": each by its own percentile stretch (seg.data.window_prep.Normalisation).
     normalise: str = "global"
     # What made it (seg.provenance + the --data URL and store fingerprint); {} in old ones.
     provenance: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
@@ -117,7 +118,7 @@ class CheckpointInfo:
             raise CheckpointError(
                 f"{path} lacks what prediction needs ({exc}); use a checkpoint from `seg train`"
             ) from exc
-        if info.normalise not in ("global", "scene"):
+        if info.normalise not in ("global", "scene", "percentile"):
             raise CheckpointError(f"{path} names an unknown normalisation {info.normalise!r}")
         if not (len(info.mean) == len(info.std) == len(info.bands) == info.in_channels):
             raise CheckpointError(

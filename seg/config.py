@@ -131,8 +131,9 @@ class DataSection(Section):
     max_train_windows: Annotated[int | None, Field(ge=1)] = None
     max_val_windows: Annotated[int | None, Field(ge=1)] = None
     # Band statistics: "global" = the train split's, for every scene; "scene" = each scene's own
-    # (training and `seg predict` alike): it evens out colour shifts (date, sensor, processing).
-    normalise: Literal["global", "scene"] = "global"
+    # (training and `seg predict` alike): it evens out colour shifts (date, sensor, processing);
+    # "percentile" = each scene's own 2nd..98th percentiles stretched to -2..2 and clipped there.
+    normalise: Literal["global", "scene", "percentile"] = "global"
     # "rare_classes": draw a class (rare ones more often, temperature T), then a window with it;
     # null_share of the draws go to windows without foreground. "hard_windows": hard_share of
     # the draws in proportion to each window's recent training loss (seg.data.sampling).

@@ -45,7 +45,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, ...]]):
         max_windows: int | None = None,
         subsample_seed: int = 0,
         store: WindowStore | None = None,
-        per_scene: bool = False,
+        normalise: str = "global",
         split: str | None = None,
         codec: MetadataCodec | None = None,
     ) -> None:
@@ -55,14 +55,15 @@ class WindowDataset(Dataset[tuple[torch.Tensor, ...]]):
         store = store or WindowStore.open(store_path)
         self.size = int(store.settings["size"])
         pairs: list[tuple[int, int]] = []
-        # One normalisation per scene: `norm` for all, or (per_scene) each scene's own statistics.
+        # One normalisation per scene: `norm` for all ("global"), or from the scene's own
+        # statistics ("scene", "percentile": Normalisation.for_scene).
         self.norms: list[Normalisation] = []
         vectors: list[np.ndarray] = []  # one metadata vector per scene
         for k, sid in enumerate(self.scene_ids):
             scene = store.scene(sid)
             attrs = scene.attrs  # parsed once: band statistics and the scene's own splits
             stats = attrs.band_stats
-            self.norms.append(Normalisation(stats.mean, stats.std) if per_scene else norm)
+            self.norms.append(Normalisation.for_scene(normalise, stats, attrs.dtype, norm))
             if codec is not None:
                 vectors.append(codec.encode(SceneFacts.of_attrs(sid, attrs))[0])
             if scene.mask is None:
@@ -219,7 +220,6 @@ def build_datasets(
     d = cfg.data
     data, store = info.path, info.store
     seed = cfg.train.seed
-    per_scene = d.normalise == "scene"
     train = WindowDataset(
         data,
         info.train_ids,
@@ -228,13 +228,13 @@ def build_datasets(
         max_windows=d.max_train_windows,
         subsample_seed=seed,
         store=store,
-        per_scene=per_scene,
+        normalise=d.normalise,
         split=d.train_split,
         codec=codec,
     )
     val_split = d.train_split if info.val_from_train else d.val_split
     val = WindowDataset(
-        data, info.val_ids, norm, store=store, per_scene=per_scene, split=val_split, codec=codec
+        data, info.val_ids, norm, store=store, normalise=d.normalise, split=val_split, codec=codec
     )
     cap = d.max_val_windows or default_val_windows
     if cap and len(val) > cap:

@@ -1,8 +1,8 @@
 """One way to turn raw window pixels into what the network sees, for training and prediction.
 
 `prepare_window` normalises with the training split's band statistics (or, for models trained
-with `data.normalise: scene`, with the scene's own, which `seg tile` keeps per scene and
-`seg predict` computes the same way: `scene_stats`), sets every pixel without
+with `data.normalise: scene` or `percentile`, with the scene's own, which `seg tile` keeps per
+scene and `seg predict` computes the same way: `scene_stats`), sets every pixel without
 data to 0 (the training mean) and pads to the window size with 0. The dataset and `seg predict`
 both call it, so the network never meets one input in training and another at the same place
 in prediction (tests/data/test_window_prep.py feeds one window through both paths).
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seg.classes import IGNORE
+from seg.errors import StoreError
 
 if TYPE_CHECKING:
     from seg.checkpoint import CheckpointInfo
@@ -27,12 +28,19 @@ if TYPE_CHECKING:
     from seg.geo.raster import SceneInfo
 
 
+# A percentile stretch maps a scene's 2nd..98th percentiles to -STRETCH..STRETCH and clips
+# there: about a standardised band's range (a normal band's 2nd percentile is at -2.05 sd).
+STRETCH = 2.0
+
+
 @dataclass(frozen=True)
 class Normalisation:
-    """Per-band (x - mean) / std; a constant band (std 0) is divided by 1 instead."""
+    """Per-band (x - mean) / std, clipped to +-clip when set; a constant band (std 0) is
+    divided by 1 instead."""
 
     mean: np.ndarray  # (C,) float32
     std: np.ndarray  # (C,) float32, > 0
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         std = np.asarray(self.std, np.float32)
@@ -58,6 +66,29 @@ class Normalisation:
         return cls(stats.mean, stats.std)
 
     @classmethod
+    def for_scene(
+        cls, mode: str, stats: BandStats, dtype: np.dtype | str, fallback: Normalisation
+    ) -> Normalisation:
+        """How a model trained with `data.normalise: mode` normalises a scene with these band
+        statistics: "global" -> `fallback` (the training split's); "scene" -> the scene's own
+        mean/std; "percentile" -> the scene's 2nd..98th percentiles stretched to +-STRETCH,
+        clipped (`fallback` for a scene without a valid pixel)."""
+        if mode == "global":
+            return fallback
+        if mode == "scene":
+            return cls.of_stats(stats, fallback)
+        if not (stats.count > 0).all():
+            return fallback
+        stretch = stats.percentiles(dtype)  # (2, C): low, high
+        if stretch is None:
+            raise StoreError(
+                "the store keeps no percentiles for a scene (tiled by an older seg);"
+                " re-run `seg tile` to train or predict with data.normalise: percentile"
+            )
+        low, high = stretch
+        return cls((low + high) / 2, (high - low) / (2 * STRETCH), clip=STRETCH)
+
+    @classmethod
     def from_json(cls, d: dict[str, Any]) -> Normalisation:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
@@ -67,7 +98,10 @@ class Normalisation:
     def apply(self, image: np.ndarray) -> np.ndarray:
         """(C, H, W) any dtype -> float32 (C, H, W)."""
         img = image.astype(np.float32)
-        return (img - self.mean[:, None, None]) / self.std[:, None, None]
+        out = (img - self.mean[:, None, None]) / self.std[:, None, None]
+        if self.clip is not None:
+            np.clip(out, -self.clip, self.clip, out=out)
+        return out
 
 
 def prepare_window(

@@ -125,14 +125,15 @@ def predict_store(
                     f"scene {sid} holds {scene.image.dtype}; the model was trained on {info.dtype}"
                 )
             bar.reset(len(scene), f"windows {sid}")
-            own = Normalisation.of_stats(scene.band_stats, norm)
             facts = SceneFacts.of_attrs(sid, scene.attrs)  # the metadata `seg tile` kept
             _predict_scene(
                 root,
                 sid,
                 scene,
                 predictor=conditioned(predictor, info, facts, reporter),
-                norm=own if info.normalise == "scene" else norm,
+                norm=Normalisation.for_scene(
+                    info.normalise, scene.band_stats, scene.attrs.dtype, norm
+                ),
                 k=info.num_classes,
                 batch_size=opts.batch_size,
                 advance=bar.advance,

@@ -41,11 +41,16 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
     assert re.search(r"^loop\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
     assert re.search(r"^seg\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
     assert re.search(r"^seg - loop: mIoU [+-]\d\.\d{4}", res.stdout, re.M), res.stdout
+    # the seam gap beside the loop's on the same band (the band's ground, not a seam)
+    seams = r"^seams on seg's band, border - interior: seg [+-]\d\.\d{4}, the loop's masks [+-]\d"
+    assert re.search(seams, res.stdout, re.M), res.stdout
     assert json.loads(out.read_text())["loop_precision"] == "fp32"
     data = json.loads(out.read_text())["a"]
     for who in ("loop", "seg"):
         assert 0.0 <= data[who]["miou"] <= 1.0 and data[who]["steps"] > 0
         assert data[who]["windows_seen"] > 0
+    band = data["seg"]["loop_on_seg_band"]
+    assert 0.0 <= band["border_miou"] <= 1.0 and 0.0 <= band["interior_miou"] <= 1.0
     # seg's training time is accounted for part by part (seg.training.budget).
     assert set(data["seg"]["budget_spent"]) >= {"train", "data", "validation", "checkpoints"}
 
@@ -76,12 +81,26 @@ def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Pat
 
     parts = data_sets(["kampala_blocks"], quick=False, work=tmp_path)["kampala_blocks"]
     assert [len(parts["train"]), len(parts["test"])] == [4, 6]
-    with rasterio.open(shared / "kampala_z21_3072x2048_image.tif") as whole:
-        full = whole.read()
-        for scene, mask in parts["test"]:
-            with rasterio.open(scene) as s, rasterio.open(mask) as m:
-                assert s.shape == m.shape == (1024, 1024)
-                assert s.transform == m.transform and s.crs == whole.crs
-                # the block's pixels are the whole scene's at the place its transform names
-                col, row = (round(v) for v in ~whole.transform * (s.transform.c, s.transform.f))
-                np.testing.assert_array_equal(s.read(), full[:, row : row + 1024, col : col + 1024])
+    for part, stem, side in (
+        ("train", "kampala_z21_1024x1024", 512),
+        ("test", "kampala_z21_3072x2048", 1024),
+    ):
+        with (
+            rasterio.open(shared / f"{stem}_image.tif") as whole,
+            rasterio.open(shared / f"{stem}_buildings_mask.tif") as whole_mask,
+        ):
+            full, full_mask = whole.read(), whole_mask.read()
+            corners = set()
+            for scene, mask in parts[part]:
+                with rasterio.open(scene) as s, rasterio.open(mask) as m:
+                    assert s.shape == m.shape == (side, side)
+                    assert s.transform == m.transform and s.crs == whole.crs
+                    # the block's pixels are the whole scene's at the place its transform names
+                    col, row = (round(v) for v in ~whole.transform * (s.transform.c, s.transform.f))
+                    corners.add((row, col))
+                    where = (slice(None), slice(row, row + side), slice(col, col + side))
+                    np.testing.assert_array_equal(s.read(), full[where])
+                    np.testing.assert_array_equal(m.read(), full_mask[where])
+            # the blocks tile the whole scene: no block repeated, none left out
+            assert len(corners) == len(parts[part])
+            assert len(corners) * side * side == full.shape[1] * full.shape[2]

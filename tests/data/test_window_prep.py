@@ -84,9 +84,13 @@ def test_store_valid_reads_back_what_tile_blanked() -> None:
     assert not valid[3].any()  # beyond the window's valid height: padding
 
 
-def test_per_scene_normalisation_is_the_same_in_training_and_prediction(tmp_path: Path) -> None:
-    """`data.normalise: scene`: each scene is normalised with its own statistics, which the
-    store keeps and `seg predict` recomputes from the scene alike."""
+@pytest.mark.parametrize("mode", ["scene", "percentile"])
+def test_per_scene_normalisation_is_the_same_in_training_and_prediction(
+    tmp_path: Path, mode: str
+) -> None:
+    """`data.normalise: scene` (or `percentile`): each scene is normalised with its own
+    statistics (mean/std, or 2nd/98th percentiles), which the store keeps and `seg predict`
+    recomputes from the scene alike."""
     from seg.data.window_prep import scene_stats
 
     scene, _ = scene_with_nodata(tmp_path, 150, 131)
@@ -98,13 +102,13 @@ def test_per_scene_normalisation_is_the_same_in_training_and_prediction(tmp_path
     tile_scenes([str(scene), str(other)], store_path, cfg, labels=str(tmp_path))
     store = WindowStore.open(store_path)
     pooled = Normalisation.from_store(store, ["s", "t"])
-    train = WindowDataset(store_path, ["s", "t"], pooled, per_scene=True)
+    train = WindowDataset(store_path, ["s", "t"], pooled, normalise=mode)
     for sid, path in (("s", scene), ("t", other)):
         kept = store.scene(sid).band_stats
         with rasterio.open(path) as ds:
             info = scene_info(ds, str(path), None, False)
             stats = scene_stats(ds, info, rows=37)  # strips of any height: the same numbers
-            own = Normalisation.of_stats(stats, fallback=pooled)
+            own = Normalisation.for_scene(mode, stats, info.dtype, pooled)
             grid = batches(
                 window_reader(ds, info), info.height, info.width, size=SIZE, stride=48,
                 norm=own, batch_size=1,
@@ -112,6 +116,7 @@ def test_per_scene_normalisation_is_the_same_in_training_and_prediction(tmp_path
             seen = [x[0] for _, x, _ in grid]
         np.testing.assert_allclose(stats.mean, kept.mean)
         np.testing.assert_allclose(stats.std, kept.std)
+        np.testing.assert_array_equal(stats.percentiles("uint8"), kept.percentiles("uint8"))
         first = [i for i, (k, _) in enumerate(train.index) if store.scene_ids()[k] == sid]
         for i, x in zip(first, seen, strict=True):
             np.testing.assert_allclose(train[i][0].numpy(), x, rtol=1e-6, atol=1e-6)

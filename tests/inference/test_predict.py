@@ -362,9 +362,9 @@ def test_bands_option_picks_model_inputs(seg_run: Run, ckpt: Path, tmp_path: Pat
 def test_a_scene_normalised_model_does_not_see_a_colour_shift(
     tmp_path: Path, seg_run: Callable[..., tuple[int, str, str]]
 ) -> None:
-    """A checkpoint trained with `data.normalise: scene` normalises each scene with its own
-    statistics: a scene and the same scene with every band scaled and offset (another
-    exposure) get the same probabilities; with the training split's statistics they do not."""
+    """A checkpoint trained with `data.normalise: scene` (or `percentile`) normalises each scene
+    with its own statistics: a scene and the same scene with every band scaled and offset
+    (another exposure) get the same probabilities; with the training split's they do not."""
     from seg.checkpoint import CheckpointInfo, save_checkpoint
     from seg.models import build_model
 
@@ -372,7 +372,7 @@ def test_a_scene_normalised_model_does_not_see_a_colour_shift(
     plain = write_geotiff(tmp_path / "plain.tif", image.astype(np.uint16))
     shifted = write_geotiff(tmp_path / "shifted.tif", (image.astype(np.uint16) * 3 + 40))
     probs: dict[str, dict[str, np.ndarray]] = {}
-    for mode in ("scene", "global"):
+    for mode in ("scene", "percentile", "global"):
         torch.manual_seed(0)
         info = CheckpointInfo(
             model={"name": "unet_mobilenetv2", "in_channels": 3, "num_classes": 2},
@@ -390,5 +390,6 @@ def test_a_scene_normalised_model_does_not_see_a_colour_shift(
             with rasterio.open(out.with_name(f"{scene.stem}_mask_probs.tif")) as ds:
                 probs[mode][scene.stem] = ds.read().astype(np.float32)
     same = np.abs(probs["scene"]["plain"] - probs["scene"]["shifted"]).max()
+    stretched = np.abs(probs["percentile"]["plain"] - probs["percentile"]["shifted"]).max()
     apart = np.abs(probs["global"]["plain"] - probs["global"]["shifted"]).max()
-    assert same < 0.02 < apart, (same, apart)
+    assert max(same, stretched) < 0.02 < apart, (same, stretched, apart)
