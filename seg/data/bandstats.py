@@ -30,6 +30,8 @@ class BandStats:
     maximum: np.ndarray  # (C,) float64
     # (C, 65536) int64 counts while accumulating; None once read back from a store.
     histogram: np.ndarray | None = None
+    # the type of the pixels in `histogram` (its bins are `_keys` of that type)
+    dtype: str | None = None
     # (2, C) the PERCENTILES of one scene, as kept in its store; None for merged statistics.
     stretch: np.ndarray | None = None
 
@@ -48,6 +50,7 @@ class BandStats:
     def update(self, pixels: np.ndarray, valid: np.ndarray) -> None:
         """Add `pixels` (C, H, W) where `valid` (H, W) is True."""
         if self.histogram is not None and valid.any():
+            self.dtype = pixels.dtype.name
             keys = _keys(pixels if valid.all() else pixels[:, valid])  # (C, ...) uint16
             for b in range(keys.shape[0]):
                 self.histogram[b] += np.bincount(keys[b].ravel(), minlength=_BINS)
@@ -95,31 +98,29 @@ class BandStats:
             self.maximum[b] = max(self.maximum[b], float(hi))
 
     def merge(self, other: BandStats) -> BandStats:
-        hist = None
-        if self.histogram is not None and other.histogram is not None:
-            hist = self.histogram + other.histogram
+        """Several scenes' statistics; they have no percentiles (a stretch is one scene's)."""
         return BandStats(
             self.count + other.count,
             self.total + other.total,
             self.total_sq + other.total_sq,
             np.minimum(self.minimum, other.minimum),
             np.maximum(self.maximum, other.maximum),
-            histogram=hist,
         )
 
-    def percentiles(self, dtype: np.dtype | str) -> np.ndarray | None:
+    def percentiles(self) -> np.ndarray | None:
         """(2, C) float64: each band's PERCENTILES over its valid pixels (the smallest value
         with at least that share of pixels at or below it), or None where they are unknown."""
-        if self.histogram is None:
+        if self.histogram is None or self.dtype is None:
             return self.stretch
         if not (self.count > 0).all():
             return None
+        dtype = np.dtype(self.dtype)
         cum = np.cumsum(self.histogram, axis=1)  # (C, 65536)
         out = np.empty((len(PERCENTILES), cum.shape[0]), np.float64)
         for i, p in enumerate(PERCENTILES):
             for b in range(cum.shape[0]):
                 key = int(np.searchsorted(cum[b], p * cum[b, -1]))
-                out[i, b] = _value(key, np.dtype(dtype))
+                out[i, b] = _value(key, dtype)
         return out
 
     @property
@@ -131,8 +132,8 @@ class BandStats:
         var = self.total_sq / np.maximum(self.count, 1) - np.square(self.mean)
         return np.sqrt(np.maximum(var, 0.0))
 
-    def to_json(self, dtype: np.dtype | str | None = None) -> dict[str, list[float]]:
-        """The accumulators, mean and std; with the scene's `dtype`, its percentiles too."""
+    def to_json(self) -> dict[str, list[float]]:
+        """The accumulators, mean and std, and the percentiles where they are known."""
 
         def clean(a: np.ndarray) -> list[float]:
             return [float(x) if math.isfinite(x) else 0.0 for x in a]
@@ -146,8 +147,7 @@ class BandStats:
             "mean": clean(self.mean),
             "std": clean(self.std),
         }
-        stretch = self.percentiles(dtype) if dtype is not None else self.stretch
-        if stretch is not None:
+        if (stretch := self.percentiles()) is not None:
             out["p02"], out["p98"] = clean(stretch[0]), clean(stretch[1])
         return out
 

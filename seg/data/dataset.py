@@ -63,7 +63,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, ...]]):
             scene = store.scene(sid)
             attrs = scene.attrs  # parsed once: band statistics and the scene's own splits
             stats = attrs.band_stats
-            self.norms.append(Normalisation.for_scene(normalise, stats, attrs.dtype, norm))
+            self.norms.append(Normalisation.for_scene(normalise, stats, norm))
             if codec is not None:
                 vectors.append(codec.encode(SceneFacts.of_attrs(sid, attrs))[0])
             if scene.mask is None:

@@ -88,10 +88,7 @@ class SceneAttrs:
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["transform"], out["bands"] = list(self.transform), list(self.bands)
-        out["band_names"], out["band_stats"] = (
-            list(self.band_names),
-            self.band_stats.to_json(self.dtype),
-        )
+        out["band_names"], out["band_stats"] = list(self.band_names), self.band_stats.to_json()
         return out
 
     @classmethod

@@ -66,9 +66,7 @@ class Normalisation:
         return cls(stats.mean, stats.std)
 
     @classmethod
-    def for_scene(
-        cls, mode: str, stats: BandStats, dtype: np.dtype | str, fallback: Normalisation
-    ) -> Normalisation:
+    def for_scene(cls, mode: str, stats: BandStats, fallback: Normalisation) -> Normalisation:
         """How a model trained with `data.normalise: mode` normalises a scene with these band
         statistics: "global" -> `fallback` (the training split's); "scene" -> the scene's own
         mean/std; "percentile" -> the scene's 2nd..98th percentiles stretched to +-STRETCH,
@@ -79,7 +77,7 @@ class Normalisation:
             return cls.of_stats(stats, fallback)
         if not (stats.count > 0).all():
             return fallback
-        stretch = stats.percentiles(dtype)  # (2, C): low, high
+        stretch = stats.percentiles()  # (2, C): low, high
         if stretch is None:
             raise StoreError(
                 "the store keeps no percentiles for a scene (tiled by an older seg);"

@@ -241,9 +241,7 @@ def _predict_scene(
         scene = scene_info(ds, path, read_bands, opts.pixel_space)
         check_scene(scene, info, bands_given=True)
         if info.normalise != "global":  # the scene's own statistics, as in training
-            norm = Normalisation.for_scene(
-                info.normalise, scene_stats(ds, scene), scene.dtype, norm
-            )
+            norm = Normalisation.for_scene(info.normalise, scene_stats(ds, scene), norm)
         model = conditioned(predictor, info, SceneFacts.of_info(scene), reporter)
         read = window_reader(ds, scene)
         # How many windows (for the bar only: batches() builds the grid, once).
