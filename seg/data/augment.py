@@ -3,8 +3,9 @@
 Images reach the pipeline already normalised to float32 (H, W, C) with any number of bands, so
 every transform must work on unbounded float data: geometric transforms (flips, 90° rotations,
 scale + crop) come from albumentations and move image and mask together (the mask with nearest
-interpolation, so 255 = ignore survives); brightness/contrast, per-band jitter and noise are
-our own small transforms because albumentations' versions clip float images to [0, 1].
+interpolation, so 255 = ignore survives); brightness/contrast, per-band jitter, the illumination
+field and noise are our own small transforms because albumentations' versions clip float images
+to [0, 1].
 """
 
 from __future__ import annotations
@@ -87,6 +88,51 @@ class NormalisedBandJitter(A.ImageOnlyTransform):
         return ("limit",)
 
 
+def ramp(n: int, knots: int) -> np.ndarray:
+    """(n, knots) weights that interpolate `knots` values spread evenly over n pixels linearly."""
+    t = np.linspace(0.0, knots - 1.0, n)
+    i = np.minimum(t.astype(np.int64), knots - 2)
+    weights = np.zeros((n, knots), np.float32)
+    weights[np.arange(n), i] = 1.0 - (t - i)
+    weights[np.arange(n), i + 1] = t - i
+    return weights
+
+
+class IlluminationField(A.ImageOnlyTransform):
+    """A smooth additive field, shared by the bands: a grid x grid lattice of N(0, std) values
+    (in units of the band's std) interpolated bilinearly over the window. Brightness that varies
+    across the window, so that "brighter than the scene's mean" stops being a class: a network
+    trained on one scene otherwise takes every bright surface of a new scene (bare soil, say)
+    for the bright class it learned (docs/recipe.md)."""
+
+    def __init__(self, std: float, p: float, grid: int = 3) -> None:
+        super().__init__(p=p)
+        self.std = std
+        self.grid = grid
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        h, w = data["image"].shape[:2]
+        g = self.grid
+        lattice = self.random_generator.normal(0.0, self.std, size=(g, g)).astype(np.float32)
+        # ramp(h) @ lattice @ ramp(w).T as broadcast sums, not matmuls: numpy's BLAS may start
+        # threads of its own in each DataLoader worker, which then compete with the training
+        # process for the cores.
+        rows = (ramp(h, g)[:, :, None] * lattice[None]).sum(axis=1)  # (H, g)
+        across = ramp(w, g)  # (W, g)
+        field = np.zeros((h, w), np.float32)
+        for k in range(g):
+            field += rows[:, k, None] * across[None, :, k]  # (H, 1) * (1, W)
+        return {"field": field[:, :, None]}  # (H, W, 1): the same for every band
+
+    def apply(self, img: np.ndarray, field: np.ndarray | None = None, **_: Any) -> np.ndarray:
+        return img if field is None else (img + field).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("std", "grid")
+
+
 def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
     """The pipeline for `section` on `size` x `size` windows; None when everything is off."""
     steps: list[Any] = []
@@ -126,6 +172,12 @@ def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
         )
     if section.band_jitter > 0:
         steps.append(NormalisedBandJitter(section.band_jitter_limit, p=section.band_jitter))
+    if section.illumination > 0:
+        steps.append(
+            IlluminationField(
+                section.illumination_std, p=section.illumination, grid=section.illumination_grid
+            )
+        )
     if section.noise > 0:
         steps.append(NormalisedGaussNoise(section.noise_std, p=section.noise))
     if not steps:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seg.config import AugmentSection, LossSection
-from seg.data.augment import apply_augment, build_augment
+from seg.data.augment import apply_augment, build_augment, ramp
 from seg.data.dataset import WindowDataset
 from seg.data.samplers import EpochSampler
 from seg.data.store import WindowStore
@@ -91,6 +91,42 @@ def test_band_jitter_changes_each_band_by_its_own_gain_and_offset() -> None:
     assert len(set(fits)) == 3  # one draw per band, not one shared by all
     again, _ = apply_augment(pipeline, image, mask, seed=5)
     assert np.array_equal(out, again)
+
+
+def test_ramp_interpolates_the_knots_linearly() -> None:
+    w = ramp(5, 3)  # knots at pixels 0, 2 and 4
+    assert np.allclose(w.sum(axis=1), 1.0)
+    assert np.allclose(w @ np.array([0.0, 1.0, 4.0]), [0.0, 0.5, 1.0, 2.5, 4.0])
+
+
+@pytest.mark.parametrize("grid", [2, 3, 5])
+def test_illumination_adds_one_smooth_field_to_every_band(grid: int) -> None:
+    pipeline = build_augment(
+        AugmentSection(
+            hflip=0, vflip=0, rot90=0, illumination=1.0, illumination_std=0.7,
+            illumination_grid=grid,
+        ),
+        64,
+    )  # fmt: skip
+    assert pipeline is not None
+    image = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    mask = np.zeros((64, 64), np.uint8)
+    fields = []
+    for seed in range(20):
+        out, same_mask = apply_augment(pipeline, image, mask, seed=seed)
+        assert np.array_equal(same_mask, mask)
+        field = out - image  # (3, 64, 64)
+        assert np.allclose(field, field[:1], atol=1e-5)  # the same field on every band
+        # piecewise linear between grid x grid knots: no pixel-to-pixel jumps, and the field
+        # varies across the window (not one brightness for the whole window)
+        step = np.abs(np.diff(field[0], axis=0)).max(), np.abs(np.diff(field[0], axis=1)).max()
+        assert max(step) < 4 * 0.7 * (grid - 1) / 63 * 3
+        assert field[0].std() > 0
+        fields.append(field[0])
+    corners = np.array([[f[0, 0], f[0, -1], f[-1, 0], f[-1, -1]] for f in fields])
+    assert 0.3 < corners.std() < 1.2  # N(0, 0.7) at the knots
+    again, _ = apply_augment(pipeline, image, mask, seed=3)
+    assert np.array_equal((again - image)[0], fields[3])
 
 
 def test_scale_crop_keeps_ignore_label_and_class_ids() -> None:
