@@ -11,7 +11,10 @@ budget:
   configs/unet_mobilenetv2.yaml --set train.time_budget_s=B` -> `seg predict`.
 Both masks are scored by `seg eval` on every held-out scene; confusion matrices are summed over
 scenes. Printed per set: per-class IoU, mIoU, IoU in the band along internal window borders vs
-the interior, steps, windows seen, seconds spent where, and seg minus loop.
+the interior, steps, windows seen, seconds spent where, and seg minus loop; then the seam test
+proper (bench/seams.py): seg's checkpoint on the first test scene windowed and in one pass over
+the whole scene (no windows, no seams), both scored on the same band, so that what the seams
+cost is told apart from the band's ground.
 
 Sets: kampala (train on the 1024x1024 scene, test on the 3072x2048 one) and vegas (the SpaceNet
 Vegas roads scene cut in two: rows 0-779 train, rows 780-1299 test); `--sets` may add atlanta
@@ -24,6 +27,7 @@ a result).
 
 Usage: python bench/quality.py [--budget 600] [--sets kampala,vegas] [--quick] [--work DIR]
        [--json FILE] [--set key=value ...]   (extra `seg train` overrides, for experiments)
+       [--no-seam-reference]
 """
 
 from __future__ import annotations
@@ -401,6 +405,11 @@ def main() -> None:
         help="the loop's autocast (bf16 as the issue writes it; fp32 where bf16 is emulated)",
     )
     ap.add_argument(
+        "--no-seam-reference",
+        action="store_true",
+        help="skip the whole-scene pass that tells a seam from the band's ground (bench/seams.py)",
+    )
+    ap.add_argument(
         "--predict-arg",
         action="append",
         default=[],
@@ -464,6 +473,18 @@ def main() -> None:
             ran = hand_loop(job) if who == "loop" else seg_pipeline(job, args.extra, args.predict)
             geometry = (size, size // 2) if who == "loop" else None
             row[who] = {**ran, **score(ran["masks"], truths, out, geometry)}
+        if "seg" in row and not args.no_seam_reference:
+            # The seam test proper: the same checkpoint on the whole first test scene in one
+            # pass (no windows, no seams) against its windowed mask, on the same band.
+            from seams import compare
+
+            ref = work / name / "seam_reference"
+            ref.mkdir(parents=True, exist_ok=True)
+            scene, truth = data["test"][0]
+            border = max(4, size // 16)
+            row["seg"]["seam_reference"] = compare(
+                str(work / name / "seg" / "run" / "best.pt"), scene, truth, ref, border
+            )
         if {"loop", "seg"} <= set(row) and all(Path(m).exists() for m in row["loop"]["masks"]):
             # The band's ground differs with the window grid, and so does its IoU: the loop's
             # masks scored on seg's band say how much of a gap is the ground and not a seam.
@@ -490,6 +511,8 @@ def seg_grid(row: dict[str, Any]) -> tuple[int, int]:
 
 
 def report(name: str, row: dict[str, Any]) -> None:
+    from seams import report as seam_report
+
     print(f"== {name}")
     for who, r in row.items():
         ious = " ".join(f"{c}={v['iou']:.3f}" for c, v in r["per_class"].items())
@@ -506,6 +529,8 @@ def report(name: str, row: dict[str, Any]) -> None:
     if {"loop", "seg"} <= set(row):
         d = row["seg"]["miou"] - row["loop"]["miou"]
         print(f"seg - loop: mIoU {d:+.4f}")
+        if ref := row["seg"].get("seam_reference"):
+            print(f"seam test (seg's checkpoint, first test scene): {seam_report(ref)}")
         if same := row["seg"].get("loop_on_seg_band"):
             gap = row["seg"]["border_miou"] - row["seg"]["interior_miou"]
             ref = same["border_miou"] - same["interior_miou"]

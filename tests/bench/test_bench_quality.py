@@ -44,6 +44,10 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
     # the seam gap beside the loop's on the same band (the band's ground, not a seam)
     seams = r"^seams on seg's band, border - interior: seg [+-]\d\.\d{4}, the loop's masks [+-]\d"
     assert re.search(seams, res.stdout, re.M), res.stdout
+    # the seam test proper: the checkpoint windowed and in one pass over the whole scene
+    assert re.search(r"^seam test .*what the seams cost: [+-]\d\.\d{4}$", res.stdout, re.M)
+    ref = json.loads(out.read_text())["a"]["seg"]["seam_reference"]
+    assert set(ref) >= {"windowed", "whole", "seam_cost"}
     assert json.loads(out.read_text())["loop_precision"] == "fp32"
     data = json.loads(out.read_text())["a"]
     for who in ("loop", "seg"):
