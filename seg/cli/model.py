@@ -86,6 +86,13 @@ def predict_command(
     overlap: int | None = typer.Option(
         None, help="Pixels shared by neighbouring windows (default: window size / 4)."
     ),
+    window_size: int | None = typer.Option(
+        None,
+        "--window-size",
+        help="Window the network runs on, a multiple of the training window (default: the"
+        " training window).",
+        show_default=False,
+    ),
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
     tta: bool = typer.Option(
         True, "--tta/--no-tta", help="Average flips and a quarter turn (4 forward passes)."
@@ -138,6 +145,7 @@ def predict_command(
 
     options = PredictOptions(
         overlap=overlap,
+        window=window_size,
         batch_size=batch_size,
         tta=tta,
         adapt_priors=adapt_priors,

@@ -37,7 +37,8 @@ from seg.geo.raster import (
 from seg.inference.batches import WindowReader, batches, predicted
 from seg.inference.loading import WindowModel, load_for
 from seg.inference.metadata import conditioned
-from seg.inference.options import PredictOptions, PredictSummary
+from seg.inference.onnx_predictor import OnnxPredictor
+from seg.inference.options import PredictOptions, PredictSummary, predict_window, scene_window
 from seg.inference.outputs import (
     OutputPaths,
     SceneOutputs,
@@ -168,7 +169,8 @@ def predict_with(
 ) -> PredictSummary:
     """Predict `paths` with a network already loaded (`source` names it in the masks' tags)."""
     started = time.perf_counter()
-    opts, size = options, info.size
+    opts = options
+    size = predict_window(info, opts.window, fixed=isinstance(predictor, OnnxPredictor))
     overlap = size // 4 if opts.overlap is None else opts.overlap
     if not 0 <= overlap < size:
         raise ConfigError(f"--overlap {overlap} must be in 0..{size - 1} (window size {size})")
@@ -204,7 +206,7 @@ def predict_with(
                 try:  # a damaged file whose header reads fine fails here, in one line
                     summary.windows += _predict_scene(
                         path, dst, predictor, info, opts=opts, tags={**tags, "SEG_SOURCE": path},
-                        norm=norm, overlap=overlap, read_bands=read_bands, bar=bar,
+                        norm=norm, size=size, overlap=overlap, read_bands=read_bands, bar=bar,
                         reporter=reporter,
                     )  # fmt: skip
                 except READ_ERRORS as exc:
@@ -228,13 +230,13 @@ def _predict_scene(
     opts: PredictOptions,
     tags: dict[str, Any],
     norm: Normalisation,
+    size: int,
     overlap: int,
     read_bands: list[int],
     bar: Bar,
     reporter: Reporter,
 ) -> int:
-    """Predict one scene into `dst`; the number of windows."""
-    size = info.size
+    """Predict one scene into `dst` with `size` px windows; the number of windows."""
     with open_raster(path) as ds, rasterio.Env(GDAL_CACHEMAX=block_cache(ds, size)):
         if opts.bands is None:  # the scene's own band count, not the checkpoint's pick
             check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
@@ -244,6 +246,9 @@ def _predict_scene(
             norm = Normalisation.for_scene(info.normalise, scene_stats(ds, scene), norm)
         model = conditioned(predictor, info, SceneFacts.of_info(scene), reporter)
         read = window_reader(ds, scene)
+        if (fit := scene_window(size, info.size, scene.height, scene.width)) < size:
+            size, overlap = fit, min(overlap, fit // 4)  # one window: the overlap is unused
+            tags = {**tags, "SEG_WINDOW": {"size": size, "overlap": overlap}}
         # How many windows (for the bar only: batches() builds the grid, once).
         stride = size - overlap
         n = window_count(scene.height, scene.width, size, stride)

@@ -87,6 +87,8 @@ def predict_store(
 ) -> PredictSummary:
     """Class probabilities for every window of the store's (split's) scenes, into `out`."""
     opts = options or PredictOptions()
+    if opts.window is not None:
+        raise ConfigError("--window-size applies to scenes, not to a store's windows: drop it")
     started = time.perf_counter()
     store = WindowStore.open(store_path)
     _check_out(out, store_path)

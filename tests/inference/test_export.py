@@ -52,6 +52,11 @@ def test_onnx_export_predicts_like_the_checkpoint(
     theirs, p_theirs = masks_and_probs(seg_run, scene, ckpt, tmp_path / "torch" / "s_mask.tif")
     assert (ours == theirs).mean() >= 0.999
     assert np.abs(p_ours - p_theirs).max() <= 1e-3
+    # The export's input is the training window: a larger predict window is refused in one line.
+    out = tmp_path / "w" / "s_mask.tif"
+    code, _, err = seg_run("predict", scene, "-k", model, "--out", out, "--window-size", "128")
+    assert one_line_error(code, err) and "ONNX export runs on its training window" in err, err
+    assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
 def test_safetensors_export_is_the_checkpoints_network(tmp_path: Path, seg_run: Run) -> None:

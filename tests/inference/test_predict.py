@@ -121,6 +121,48 @@ def test_test_time_augmentation_is_the_default(seg_run: Run, ckpt: Path, tmp_pat
     )  # a random net is not flip-invariant
 
 
+def test_window_size_runs_the_network_on_larger_windows(
+    seg_run: Run, ckpt: Path, tmp_path: Path
+) -> None:
+    """--window-size: windows a multiple of the training window (64), the mask on the scene's
+    grid either way; a scene smaller than the window is one window of the smallest multiple of
+    64 that covers it; a size that is no multiple, or one given with --store, is one line."""
+    src = scene(tmp_path / "a.tif", 150, 300, seed=3)
+    probs, tags = {}, {}
+    for w in ("64", "128", "512"):
+        out = tmp_path / w / "a_mask.tif"
+        code, _, err = seg_run(
+            "predict", src, "-k", ckpt, "--out", out, "--window-size", w, "--probabilities",
+            "--precision", "fp32", "-q",
+        )  # fmt: skip
+        assert code == 0, err
+        with rasterio.open(src) as s, rasterio.open(out) as m:
+            assert (m.width, m.height, m.transform) == (s.width, s.height, s.transform)
+            tags[w] = json.loads(m.tags()["SEG_WINDOW"])
+        with rasterio.open(out.with_name("a_mask_probs.tif")) as p:
+            probs[w] = p.read().astype(int)
+    assert tags == {
+        "64": {"size": 64, "overlap": 16},
+        "128": {"size": 128, "overlap": 32},
+        "512": {"size": 320, "overlap": 80},  # 300 px wide: one 5 x 64 px window
+    }
+    default = tmp_path / "default.tif"
+    code, _, err = seg_run("predict", src, "-k", ckpt, "--out", default, "--precision", "fp32")
+    assert code == 0, err
+    with rasterio.open(default) as m:
+        assert json.loads(m.tags()["SEG_WINDOW"])["size"] == 64
+    # An untrained network sees other context in other windows: other probabilities.
+    assert np.abs(probs["64"] - probs["128"]).max() > 0
+    assert np.abs(probs["128"] - probs["512"]).max() > 0
+    code, _, err = seg_run("predict", src, "-k", ckpt, "--out", tmp_path / "x.tif",
+                           "--window-size", "100", "-q")  # fmt: skip
+    assert one_line_error(code, err) and "multiple of the training window (64)" in err, err
+    assert not (tmp_path / "x.tif").exists()
+    code, _, err = seg_run("predict", "--store", tmp_path / "ds.zarr", "-k", ckpt, "--out",
+                           tmp_path / "p.zarr", "--window-size", "128", "-q")  # fmt: skip
+    assert one_line_error(code, err) and "--window-size applies to scenes" in err, err
+
+
 def test_many_scenes_sharding_skip_and_overwrite(
     seg_run: Run, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
