@@ -2,11 +2,11 @@
 
 `seg eval` scores the band within B px of the internal window borders of a mask against the
 rest. A lower band can mean stitching costs IoU, or only that the band happens to lie on harder
-ground. This bench tells the two apart with the same checkpoint: it predicts the scene windowed
-(`seg predict`, the shipped path) and in one forward pass over the whole scene (no windows, so
-no seams at all), both with TTA and without the class-share adaptation (which the whole-scene
-pass does not do), and scores both masks on the same band of the windowed grid. What the
-windowed gap has beyond the whole-scene gap is what the seams cost.
+ground. This bench tells the two apart with the same checkpoint: `seg predict` runs the scene
+windowed (the shipped path) and as one window over the whole scene (`--window-size`: no
+borders, so no seams at all), both with TTA and without the class-share adaptation (whose
+first pass would run other windows for each), and both masks are scored on the same band of
+the windowed grid. What the windowed gap has beyond the whole-scene gap is what the seams cost.
 
 Usage: python bench/seams.py CHECKPOINT SCENE TRUTH [--work DIR] [--border 32] [--quick]
 (--quick: a tiny synthetic scene and a checkpoint trained for a few steps, for the tests).
@@ -25,7 +25,6 @@ from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,39 +35,6 @@ def seg(*args: str) -> None:
     )
     if proc.returncode:
         raise SystemExit(f"seg {' '.join(args)} failed: {proc.stderr[-2000:]}")
-
-
-def whole_scene(checkpoint: str, scene: str, out: Path) -> None:
-    """The checkpoint's mask of `scene` from one forward pass over all of it (TTA, the scene
-    normalised as `seg predict` does, padded with zeros to a size the network takes)."""
-    import rasterio
-    import torch
-
-    sys.path.insert(0, str(ROOT))
-    from seg.data.window_prep import Normalisation, prepare_window, scene_stats
-    from seg.geo.raster import read_strip, scene_info
-    from seg.inference.predictor import load_predictor
-
-    torch.set_num_threads(2)
-    predictor, info = load_predictor(checkpoint, tta=True)
-    with rasterio.open(scene) as ds:
-        meta = scene_info(ds, scene)
-        norm = Normalisation.of(info)
-        if info.normalise != "global":
-            norm = Normalisation.for_scene(info.normalise, scene_stats(ds, meta), norm)
-        image, valid = read_strip(ds, meta, 0, meta.height)
-        profile = ds.profile
-    # the network takes sides that are multiples of its stride (32) at its scale
-    unit = round(32 / float(info.model.get("scale", 1.0)))
-    size = -(-max(meta.height, meta.width) // unit) * unit
-    x = prepare_window(image, valid, norm, size)  # (C, size, size)
-    probs = predictor(x[None])[0, :, : meta.height, : meta.width]  # (K, H, W)
-    mask = probs.argmax(0).astype(np.uint8)
-    profile.update(count=1, dtype="uint8", nodata=None, photometric="minisblack", tiled=False)
-    for key in ("blockxsize", "blockysize", "compress", "interleave"):
-        profile.pop(key, None)
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(mask[None])
 
 
 def band_scores(mask: Path, truth: str, work: Path, grid: tuple[int, int], border: int) -> dict:
@@ -85,12 +51,15 @@ def compare(checkpoint: str, scene: str, truth: str, work: Path, border: int) ->
     import rasterio
 
     windowed, whole = work / "windowed.tif", work / "whole.tif"
-    seg("predict", scene, "-k", checkpoint, "--out", str(windowed), "-q", "--overwrite",
-        "--no-adapt-priors")  # fmt: skip
+    flags = ("-k", checkpoint, "-q", "--overwrite", "--no-adapt-priors")
+    seg("predict", scene, "--out", str(windowed), *flags)
     with rasterio.open(windowed) as ds:
         tag = json.loads(ds.tags()["SEG_WINDOW"])
+        side = max(ds.height, ds.width)
     grid = (int(tag["size"]), int(tag["overlap"]))
-    whole_scene(checkpoint, scene, whole)
+    # One window over the whole scene: the smallest multiple of the training window covering it.
+    seg("predict", scene, "--out", str(whole), "--window-size", str(-(-side // grid[0]) * grid[0]),
+        *flags)  # fmt: skip
     result: dict[str, Any] = {"grid": grid, "border_px": border}
     for name, mask in (("windowed", windowed), ("whole", whole)):
         r = band_scores(mask, truth, work, grid, border)

@@ -14,7 +14,7 @@ from seg.shards import Shard
 class PredictOptions:
     overlap: int | None = None  # pixels shared by neighbouring windows; None = size // 4
     # The window the network runs on, in scene pixels: a multiple of the training window.
-    # None = the training window (seg.inference.windowing.predict_window).
+    # None = the training window (predict_window).
     window: int | None = None
     batch_size: int = 4
     # Test-time augmentation (flips + a quarter turn, averaged): +0.018 mIoU on average over 4

@@ -31,9 +31,8 @@ def test_bench_seams_quick(tmp_path: Path) -> None:
         r = result[name]
         assert r["gap"] == pytest.approx(r["border"] - r["interior"])
     assert result["seam_cost"] == pytest.approx(result["windowed"]["gap"] - result["whole"]["gap"])
-    # The whole-scene pass prepares the scene as `seg predict` does (the same normalisation,
-    # TTA, valid pixels): on a learnable scene the two masks agree almost everywhere and both
-    # find the squares. A pass that skipped the normalisation or misplaced the scene would not.
+    # The whole-scene pass is `seg predict` with one window over all of the scene: on a
+    # learnable scene the two masks agree almost everywhere and both find the squares.
     import rasterio
 
     with (
@@ -42,6 +41,7 @@ def test_bench_seams_quick(tmp_path: Path) -> None:
         rasterio.open(tmp_path / "s1.tif") as scene,
     ):
         assert b.shape == scene.shape and b.transform == scene.transform and b.crs == scene.crs
+        assert json.loads(b.tags()["SEG_WINDOW"])["size"] >= max(scene.shape)  # one window
         windowed, whole = a.read(1), b.read(1)
     assert (windowed == whole).mean() > 0.95
     assert result["whole"]["miou"] > 0.6 and 0 < whole.mean() < 1
