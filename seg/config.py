@@ -156,7 +156,9 @@ class ModelSection(Section):
     ] = [256, 128, 64, 32, 16]
     # Run the network at this fraction of the windows' resolution (imagery averaged down, logits
     # interpolated back: loss and masks stay on the native grid); a step costs ~scale^2.
-    scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # "auto": 0.5 on sub-metre imagery, 1.0 on coarser (seg.training.resolution), resolved
+    # when the run starts and saved as a number in its config.yaml and checkpoints.
+    scale: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = 1.0
     # A local or gs:// file with MobileNetV2 encoder weights (state dict); None = random init.
     encoder_weights: str | None = None
     # A seg checkpoint to start from (weights only: a fresh optimizer, schedule and counters);

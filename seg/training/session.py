@@ -27,6 +27,7 @@ from seg.report import SILENT, Reporter
 from seg.training import run_folder, runtime
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
 from seg.training.class_balance import balanced_weights
+from seg.training.resolution import resolve_scale
 from seg.training.steps import Step, StepSpec
 from seg.training.trainers import build_step
 from seg.training.validation import EarlyStopping, Validator, check_metric_name
@@ -50,13 +51,15 @@ class Session:
         self.cfg, self.out = cfg, out
         self.data = info = open_data(data, cfg.data)
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
+        # model.scale auto -> a number, saved with the run (config.yaml, run.json, checkpoints)
+        self.cfg = cfg = resolve_scale(cfg, lambda: scene_facts(info, info.train_ids))
         self.provenance = {**code_provenance(), "data": data, "store": info.store.fingerprint()}
         check_metric_name(cfg.early_stopping.metric, self.classes)
         crop = cfg.augment.crop
         sizes = {"window": info.size}
         if crop is not None and crop < info.size:
             sizes["training crop (augment.crop)"] = crop
-        check_scale(cfg.model.scale, sizes)
+        check_scale(float(cfg.model.scale), sizes)
         if cfg.model.name == "pix2pix":
             cfg.pix2pix.check_fits(sizes)
         if self.ddp.is_main:
@@ -185,6 +188,7 @@ class Session:
             "train_windows": len(self.train_set),
             "val_windows": self.val_windows,
             "window": self.size,
+            "model_scale": self.cfg.model.scale,
             "bands": self.bands,
             "classes": list(self.classes),
             "started": time.time(),

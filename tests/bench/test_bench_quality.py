@@ -69,7 +69,10 @@ def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
         timeout=120,
     )
     assert res.returncode == 2
-    assert "unknown set(s) paris; choose from kampala, vegas, atlanta" in res.stderr
+    assert (
+        "unknown set(s) paris; choose from kampala, vegas, atlanta, kampala_blocks, naip"
+        in res.stderr
+    )
 
 
 def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Path) -> None:
@@ -108,3 +111,32 @@ def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Pat
             # the blocks tile the whole scene: no block repeated, none left out
             assert len(corners) == len(parts[part])
             assert len(corners) * side * side == full.shape[1] * full.shape[2]
+
+
+def test_naip_is_rgb_with_three_classes_from_the_nir_band_it_drops(tmp_path: Path) -> None:
+    """The multi-class set: the scene's RGB bands (not its NIR) on its own grid, split by
+    columns, and a mask of bare ground / vegetation / water read off the NIR band."""
+    source = ROOT.parent / "shared" / "data" / "rasters" / "naip_rgbn_4band.tif"
+    if not source.is_file():
+        pytest.skip(f"{source} is absent (the real rasters live beside the repository)")
+    import rasterio
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from quality import CLASS_NAMES, data_sets
+
+    parts = data_sets(["naip"], quick=False, work=tmp_path)["naip"]
+    with rasterio.open(source) as whole:
+        rgbn = whole.read()
+    widths = []
+    for part in ("train", "test"):
+        [(scene, mask)] = parts[part]
+        with rasterio.open(scene) as s, rasterio.open(mask) as m:
+            assert s.count == 3 and m.count == 1 and s.transform == m.transform
+            col = round((~whole.transform * (s.transform.c, s.transform.f))[0])
+            np.testing.assert_array_equal(s.read(), rgbn[:3, :, col : col + s.width])
+            label, nir = m.read(1), rgbn[3, :, col : col + s.width]
+            shares = np.bincount(label.ravel(), minlength=4) / label.size
+            assert shares[3] == 0 and (shares[:3] > 0.1).all()  # three classes, each common
+            assert (nir[label == 2] < nir[label != 2].min()).all()  # water: the darkest NIR
+            widths.append(s.width)
+    assert widths == [600, 334] and len(CLASS_NAMES["naip"]) == 3

@@ -11,6 +11,7 @@ from conftest import make_checkpoint
 from train_helpers import CONFIG, seg_inprocess, train_args
 
 from seg.checkpoint import load_checkpoint
+from seg.training.resolution import auto_scale
 
 pytestmark = pytest.mark.slow  # several real training runs
 
@@ -22,7 +23,9 @@ def run(monkeypatch, capsys, store: Path, out: Path, *extra: str) -> tuple[int, 
 CONV = "encoder.features.0.0.weight"
 # The shipped config's model options: an earlier model must have been built the same way.
 SHIPPED = yaml.safe_load(Path(CONFIG).read_text())["model"]
-SAME = {"decoder_channels": SHIPPED["decoder_channels"], "scale": SHIPPED["scale"]}
+# (`model.scale: auto` resolves to 0.5 on the test stores' 0.5 m pixels)
+SCALE = auto_scale(0.5) if SHIPPED["scale"] == "auto" else SHIPPED["scale"]
+SAME = {"decoder_channels": SHIPPED["decoder_channels"], "scale": SCALE}
 
 
 def earlier_model(path: Path, **kwargs: object) -> tuple[Path, torch.Tensor]:

@@ -143,7 +143,7 @@ def test_the_form_has_every_key_of_the_schema_with_the_yamls_comments() -> None:
         if hasattr(model, "model_fields"):
             assert {f"{section}.{k}" for k in model.model_fields} <= keys
     by_key = {f.key: f for f in fields}
-    assert by_key["model.scale"].value == "0.5"  # the YAML's value, not the schema default
+    assert by_key["model.scale"].value == "auto"  # the YAML's value, not the schema default
     assert by_key["schedule.name"].kind == "choice" and "cosine" in by_key["schedule.name"].choices
     assert by_key["train.deterministic"].kind == "boolean"
     assert "batch" in by_key["data.batch_size"].comment
