@@ -156,8 +156,8 @@ class ModelSection(Section):
     ] = [256, 128, 64, 32, 16]
     # Run the network at this fraction of the windows' resolution (imagery averaged down, logits
     # interpolated back: loss and masks stay on the native grid); a step costs ~scale^2.
-    # "auto": 0.5 on sub-metre imagery, 1.0 on coarser (seg.training.resolution), resolved
-    # when the run starts and saved as a number in its config.yaml and checkpoints.
+    # "auto": 0.5 on imagery of 1 m or finer (or unknown GSD), 1.0 on coarser
+    # (seg.training.resolution); resolved when the run starts and saved as a number.
     scale: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = 1.0
     # A local or gs:// file with MobileNetV2 encoder weights (state dict); None = random init.
     encoder_weights: str | None = None
