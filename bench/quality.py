@@ -29,6 +29,7 @@ a result).
 
 Usage: python bench/quality.py [--budget 600] [--sets kampala,vegas] [--quick] [--work DIR]
        [--json FILE] [--set key=value ...]   (extra `seg train` overrides, for experiments)
+       [--tile-set key=value ...]   (extra `seg tile` overrides, e.g. splits.val=0)
        [--no-seam-reference]
 """
 
@@ -343,6 +344,7 @@ def seg_pipeline(job: dict[str, Any], extra: list[str], predict: list[str]) -> d
                 str(store),
                 "-q",
                 *(["--set", f"classes=[{', '.join(job['names'])}]"] if job.get("names") else []),
+                *[a for s in job.get("tile_extra", []) for a in ("--set", s)],
             ],
             log,
         )
@@ -440,6 +442,7 @@ def main() -> None:
     ap.add_argument("--work", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--set", action="append", default=[], dest="extra")
+    ap.add_argument("--tile-set", action="append", default=[], dest="tile_extra")
     ap.add_argument("--only", choices=["loop", "seg"], default=None)
     ap.add_argument("--loop-from", default=None, help="reuse the loop's figures from a --json")
     ap.add_argument(
@@ -482,6 +485,7 @@ def main() -> None:
         "budget_s": budget,
         "window": size,
         "extra": args.extra,
+        "tile_extra": args.tile_extra,
         "predict": args.predict,
         "loop_precision": args.loop_precision,
     }
@@ -516,6 +520,7 @@ def main() -> None:
                 "out": str(out),
                 "loop_precision": args.loop_precision,
                 "seed": args.loop_seed,
+                "tile_extra": args.tile_extra,
             }
             ran = hand_loop(job) if who == "loop" else seg_pipeline(job, args.extra, args.predict)
             geometry = (size, size // 2) if who == "loop" else None

@@ -75,6 +75,33 @@ def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
     )
 
 
+def test_tile_overrides_reach_seg_tile(tmp_path: Path) -> None:
+    """`--tile-set` goes to `seg tile` (not to `seg train`): a key tile does not know fails there,
+    named in seg tile's own words."""
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "quality.py"),
+            "--quick",
+            "--sets",
+            "a",
+            "--only",
+            "seg",
+            "--work",
+            str(tmp_path),
+            "--tile-set",
+            "splits.nope=1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert res.returncode != 0
+    assert "seg tile" in res.stderr and "splits.nope" in res.stderr, res.stderr[-2000:]
+
+
 def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Path) -> None:
     """The many-scene set: four training quadrants and six test blocks, each on the grid of the
     scene it was cut from, with its mask on the same grid and the same pixels as that place."""

@@ -13,15 +13,27 @@ def test_same_answer_whatever_the_input_order_and_seed_changes_it() -> None:
     ids = [f"s{i:02d}" for i in range(20)]
     a = assign_splits(ids, SplitSection())
     assert a == assign_splits(list(reversed(ids)), SplitSection())
-    assert sorted(a.values()).count("val") == 2 and sorted(a.values()).count("test") == 2
+    assert sorted(a.values()).count("val") == 2 and "test" not in a.values()
     assert a != assign_splits(ids, SplitSection(seed=1))
 
 
 @pytest.mark.parametrize(
-    ("n", "want"), [(1, ["train"]), (2, ["train", "val"]), (3, ["test", "train", "val"])]
+    ("n", "want"),
+    [(1, ["train"]), (2, ["train", "val"]), (4, ["train", "train", "train", "val"])],
 )
 def test_small_sets_keep_a_training_scene(n: int, want: list[str]) -> None:
     assert sorted(assign_splits([f"s{i}" for i in range(n)], SplitSection()).values()) == want
+    # a test split asked for still takes a scene once there are three
+    asked = SplitSection(train=0.8, test=0.1)
+    assert sorted(assign_splits(["a", "b", "c"], asked).values()) == ["test", "train", "val"]
+
+
+def test_by_default_every_scene_but_the_validation_share_is_trained_on() -> None:
+    """The issue's user: 54 training scenes tiled with the defaults, 0.9 / 0.1 by scene and no
+    test split (a test split would take scenes the user gave for training)."""
+    out = assign_splits([f"s{i:02d}" for i in range(54)], SplitSection())
+    assert sorted(set(out.values())) == ["train", "val"]
+    assert list(out.values()).count("val") == 5 and list(out.values()).count("train") == 49
 
 
 def test_explicit_lists_and_errors() -> None:

@@ -208,7 +208,7 @@ def test_splits_by_scene_and_shards_agree(
     )
     a, b = WindowStore.open(str(whole)), WindowStore.open(str(sharded))
     assert a.splits == b.splits and set(a.splits) == {f"z{i}" for i in range(5)}
-    assert sorted(a.splits.values()) == ["test", "train", "train", "train", "val"]
+    assert sorted(a.splits.values()) == ["train", "train", "train", "train", "val"]
     for s in a.scenes():
         assert s.attrs.split == a.splits[s.scene_id]
     # Another seed moves scenes between splits; explicit lists pin scenes.
