@@ -26,6 +26,12 @@ def split_pairs(store_path: str, split: str) -> list[tuple[str, str]]:
         raise InputError(
             f"split {split!r} of {store_path} has no finished scenes (splits: "
             f"{sorted(set(store.splits.values()))}); choose another --split"
+            + (
+                ", or re-tile with --set splits.test=0.1 to hold test scenes out (seg tile"
+                " keeps none by default)"
+                if split == "test"
+                else ""
+            )
         )
     pairs = []
     for sid in ids:

@@ -80,6 +80,24 @@ def test_a_store_split_is_predicted_and_scored_in_one_command(tmp_path: Path, se
     assert json.loads((out / "report.json").read_text())["miou"] == data["miou"]
 
 
+def test_a_default_store_has_no_test_split_and_says_how_to_get_one(
+    tmp_path: Path, seg_run: Run
+) -> None:
+    """`seg tile`'s defaults keep every scene for training but the validation share; asking such
+    a store for its test split is one line that names the re-tile setting."""
+    scenes = scenes_with_labels(tmp_path / "scenes")
+    store = tmp_path / "ds.zarr"
+    code, _, err = seg_run(
+        "tile", *scenes, "--labels", tmp_path / "scenes", "--size", "64", "--out", store, "-q"
+    )
+    assert code == 0, err
+    ckpt = make_checkpoint(tmp_path / "best.pt", size=64)
+    out = tmp_path / "r"
+    code, _, err = seg_run("eval", "-k", ckpt, "--store", store, "--out", out, "-q")
+    assert one_line_error(code, err) and "splits.test=0.1" in err, err
+    assert "['train', 'val']" in err and not out.exists()
+
+
 def test_many_masks_mistakes_are_one_line(tmp_path: Path, seg_run: Run) -> None:
     scenes = scenes_with_labels(tmp_path / "scenes")
     ckpt = make_checkpoint(tmp_path / "best.pt", size=64)
