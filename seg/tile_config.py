@@ -20,8 +20,8 @@ class SplitSection(Section):
 
     # No test split by default: the scenes given to `seg tile` are training ground, and a held-out
     # test is judged on whole scenes with `seg predict` + `seg eval`; a store's test split only
-    # took scenes from training (docs/recipe.md row 72: 2 of 4 scenes trained on cost about 0.09
-    # mIoU against 3 of 4). `test: 0.1` brings one back.
+    # took scenes from training (docs/recipe.md rows 73-76: 2 of 4 scenes trained on cost about
+    # 0.04-0.09 mIoU against 3 of 4). `test: 0.1` brings one back.
     train: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
     val: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     test: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0

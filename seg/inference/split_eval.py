@@ -23,15 +23,11 @@ def split_pairs(store_path: str, split: str) -> list[tuple[str, str]]:
     store = WindowStore.open(store_path)
     ids = store.scene_ids(split)
     if not ids:
+        retile = ", or re-tile with --set splits.test=0.1 to hold test scenes out (seg tile keeps"
+        hint = retile + " none by default)" if split == "test" else ""
         raise InputError(
             f"split {split!r} of {store_path} has no finished scenes (splits: "
-            f"{sorted(set(store.splits.values()))}); choose another --split"
-            + (
-                ", or re-tile with --set splits.test=0.1 to hold test scenes out (seg tile"
-                " keeps none by default)"
-                if split == "test"
-                else ""
-            )
+            f"{sorted(set(store.splits.values()))}); choose another --split{hint}"
         )
     pairs = []
     for sid in ids:

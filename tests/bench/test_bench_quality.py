@@ -14,28 +14,24 @@ import pytest
 from train_helpers import ROOT, env
 
 
-@pytest.mark.slow
-def test_bench_quality_quick(tmp_path: Path) -> None:
-    out = tmp_path / "q.json"
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "quality.py"),
-            "--quick",
-            "--sets",
-            "a",
-            "--work",
-            str(tmp_path),
-            "--json",
-            str(out),
-            "--loop-precision",  # the loop as it runs where bf16 is emulated (seg's auto: fp32)
-            "fp32",
-        ],
+def bench(*args: str | Path, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run bench/quality.py with `args` as the README does; its output as text."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "quality.py"), *map(str, args)],
         capture_output=True,
         text=True,
         env=env(),
-        cwd=ROOT,
-        timeout=600,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_bench_quality_quick(tmp_path: Path) -> None:
+    out = tmp_path / "q.json"
+    # the loop as it runs where bf16 is emulated (seg's precision auto: fp32)
+    res = bench(
+        "--quick", "--sets", "a", "--work", tmp_path, "--json", out, "--loop-precision", "fp32"
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert re.search(r"^loop\s+mIoU \d\.\d{4} .*steps \d+", res.stdout, re.M), res.stdout
@@ -60,14 +56,7 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
 
 
 def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "quality.py"), "--sets", "kampala,paris"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-        timeout=120,
-    )
+    res = bench("--sets", "kampala,paris", cwd=tmp_path, timeout=120)
     assert res.returncode == 2
     assert (
         "unknown set(s) paris; choose from kampala, vegas, atlanta, kampala_blocks, naip"
@@ -78,28 +67,10 @@ def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
 def test_tile_overrides_reach_seg_tile(tmp_path: Path) -> None:
     """`--tile-set` goes to `seg tile` (not to `seg train`): a key tile does not know fails there,
     named in seg tile's own words."""
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "quality.py"),
-            "--quick",
-            "--sets",
-            "a",
-            "--only",
-            "seg",
-            "--work",
-            str(tmp_path),
-            "--tile-set",
-            "splits.nope=1",
-        ],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=ROOT,
-        timeout=300,
-    )
+    quick_seg = ("--quick", "--sets", "a", "--only", "seg", "--work", tmp_path)
+    res = bench(*quick_seg, "--tile-set", "splits.nope=1", timeout=300)
     assert res.returncode != 0
-    assert "seg tile" in res.stderr and "splits.nope" in res.stderr, res.stderr[-2000:]
+    assert res.stderr.startswith("seg tile ") and "splits.nope" in res.stderr, res.stderr[-2000:]
 
 
 def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Path) -> None:
