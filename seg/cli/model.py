@@ -102,6 +102,12 @@ def predict_command(
         "--adapt-priors/--no-adapt-priors",
         help="Reweight to each scene's class shares, estimated by a first pass (~1.5x the time).",
     ),
+    training_stats: bool = typer.Option(
+        False,
+        "--training-stats",
+        help="Normalise each scene with the training scenes' band statistics, not its own (a"
+        " `data.normalise: scene` model on scenes of the training imagery; docs/recipe.md row 81).",
+    ),
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Also write <mask>_probs.tif, one band per class."
     ),
@@ -149,6 +155,7 @@ def predict_command(
         batch_size=batch_size,
         tta=tta,
         adapt_priors=adapt_priors,
+        training_stats=training_stats,
         probabilities=prob_dtype if probabilities else None,
         vector=vector,
         bands=parse_bands(bands),

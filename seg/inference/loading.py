@@ -30,13 +30,20 @@ class WindowModel(Protocol):
 
 def load_for(path: str, options: PredictOptions) -> tuple[WindowModel, CheckpointInfo]:
     """`load_model` with what `seg predict`'s options say (device, precision, TTA, runtime)."""
-    return load_model(
+    model, info = load_model(
         path,
         device=options.device,
         precision=options.precision,
         tta=options.tta,
         runtime=options.runtime,
     )
+    if options.training_stats and info.normalise == "percentile":
+        # The checkpoint keeps the training split's mean/std, not a percentile stretch.
+        raise ConfigError(
+            f"--training-stats takes a model trained with data.normalise scene or global; {path}"
+            " was trained with percentile (each scene's own stretch): predict without it"
+        )
+    return model, info
 
 
 def load_model(

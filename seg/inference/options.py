@@ -23,6 +23,10 @@ class PredictOptions:
     # Reweight probabilities to each scene's class shares, estimated by a first pass
     # (seg.inference.priors); needs a checkpoint that records its training class shares.
     adapt_priors: bool = True
+    # Normalise every scene with the training scenes' merged statistics (the checkpoint's) where
+    # a `data.normalise: scene` model would take the scene's own: for scenes from the training
+    # imagery whose class shares differ (a scene's mean moves with what it holds; row 77).
+    training_stats: bool = False
     probabilities: str | None = None  # None, "uint8" or "float16": also write <mask>_probs.tif
     vector: str | None = None  # None, a .geojson/.gpkg path, or "geojson"/"gpkg" per scene
     bands: tuple[int, ...] | None = None  # 1-based scene bands; None = as trained

@@ -133,7 +133,9 @@ def predict_store(
                 sid,
                 scene,
                 predictor=conditioned(predictor, info, facts, reporter),
-                norm=Normalisation.for_scene(info.normalise, scene.band_stats, norm),
+                norm=norm
+                if opts.training_stats
+                else Normalisation.for_scene(info.normalise, scene.band_stats, norm),
                 k=info.num_classes,
                 batch_size=opts.batch_size,
                 advance=bar.advance,

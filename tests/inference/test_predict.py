@@ -435,3 +435,43 @@ def test_a_scene_normalised_model_does_not_see_a_colour_shift(
     stretched = np.abs(probs["percentile"]["plain"] - probs["percentile"]["shifted"]).max()
     apart = np.abs(probs["global"]["plain"] - probs["global"]["shifted"]).max()
     assert max(same, stretched) < 0.02 < apart, (same, stretched, apart)
+
+
+def test_training_stats_normalise_with_the_checkpoints_statistics(
+    tmp_path: Path, seg_run: Callable[..., tuple[int, str, str]]
+) -> None:
+    """`--training-stats`: a `data.normalise: scene` model given the training statistics the
+    checkpoint keeps predicts exactly as the same weights trained with `global` do (and not as
+    with the scene's own); a percentile model is refused in one line."""
+    from seg.checkpoint import CheckpointInfo, save_checkpoint
+    from seg.models import build_model
+
+    image, _ = synthetic_pair(96, 80, 3, seed=6)
+    src = write_geotiff(tmp_path / "scene.tif", image.astype(np.uint16) * 3 + 40)
+    ckpts = {}
+    for mode in ("scene", "global", "percentile"):
+        torch.manual_seed(0)  # the same weights in every checkpoint
+        info = CheckpointInfo(
+            model={"name": "unet_mobilenetv2", "in_channels": 3, "num_classes": 2},
+            class_names=("background", "building"), bands=(1, 2, 3), mean=(100.0,) * 3,
+            std=(40.0,) * 3, size=64, dtype="uint16", normalise=mode,
+        )  # fmt: skip
+        ckpts[mode] = tmp_path / f"{mode}.pt"
+        save_checkpoint(str(ckpts[mode]), info, build_model(info.model).state_dict())
+
+    def probs(mode: str, *flags: str) -> np.ndarray:
+        out = tmp_path / f"{mode}{''.join(flags)}" / "mask.tif"
+        code, _, err = seg_run(
+            "predict", src, "-k", ckpts[mode], "--out", out, "--probabilities", "-q", *flags
+        )
+        assert code == 0, err
+        with rasterio.open(out.with_name("mask_probs.tif")) as ds:
+            return ds.read().astype(np.float32)
+
+    given = probs("scene", "--training-stats")
+    assert np.array_equal(given, probs("global"))
+    assert np.abs(given - probs("scene")).max() > 0.02
+    out = tmp_path / "p" / "mask.tif"
+    code, _, err = seg_run("predict", src, "-k", ckpts["percentile"], "-o", out, "--training-stats")
+    assert code == 1 and "--training-stats" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.parent.exists() or not any(out.parent.iterdir())
