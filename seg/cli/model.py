@@ -106,7 +106,7 @@ def predict_command(
         False,
         "--training-stats",
         help="Normalise each scene with the training scenes' band statistics, not its own (a"
-        " `data.normalise: scene` model on scenes of the training imagery; docs/recipe.md row 81).",
+        " `data.normalise: scene` model on scenes of the training imagery; docs/recipe.md row 82).",
     ),
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Also write <mask>_probs.tif, one band per class."

@@ -25,7 +25,8 @@ class PredictOptions:
     adapt_priors: bool = True
     # Normalise every scene with the training scenes' merged statistics (the checkpoint's) where
     # a `data.normalise: scene` model would take the scene's own: for scenes from the training
-    # imagery whose class shares differ (a scene's mean moves with what it holds; row 77).
+    # imagery whose class shares differ (a scene's mean moves with what it holds; docs/recipe.md
+    # rows 77 and 82).
     training_stats: bool = False
     probabilities: str | None = None  # None, "uint8" or "float16": also write <mask>_probs.tif
     vector: str | None = None  # None, a .geojson/.gpkg path, or "geojson"/"gpkg" per scene
