@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -37,12 +38,16 @@ def load_for(path: str, options: PredictOptions) -> tuple[WindowModel, Checkpoin
         tta=options.tta,
         runtime=options.runtime,
     )
-    if options.training_stats and info.normalise == "percentile":
-        # The checkpoint keeps the training split's mean/std, not a percentile stretch.
-        raise ConfigError(
-            f"--training-stats takes a model trained with data.normalise scene or global; {path}"
-            " was trained with percentile (each scene's own stretch): predict without it"
-        )
+    if options.training_stats:
+        if info.normalise == "percentile":
+            # The checkpoint keeps the training split's mean/std, not a percentile stretch.
+            raise ConfigError(
+                f"--training-stats takes a model trained with data.normalise scene or global;"
+                f" {path} was trained with percentile (each scene's own stretch): predict"
+                " without it"
+            )
+        # Every scene then takes the checkpoint's statistics, as a `global` model's does.
+        info = replace(info, normalise="global")
     return model, info
 
 

@@ -242,7 +242,7 @@ def _predict_scene(
             check_scene(scene_info(ds, path, None, opts.pixel_space), info, False)
         scene = scene_info(ds, path, read_bands, opts.pixel_space)
         check_scene(scene, info, bands_given=True)
-        if info.normalise != "global" and not opts.training_stats:  # its own, as in training
+        if info.normalise != "global":  # the scene's own statistics, as in training
             norm = Normalisation.for_scene(info.normalise, scene_stats(ds, scene), norm)
         model = conditioned(predictor, info, SceneFacts.of_info(scene), reporter)
         read = window_reader(ds, scene)

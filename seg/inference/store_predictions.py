@@ -133,9 +133,7 @@ def predict_store(
                 sid,
                 scene,
                 predictor=conditioned(predictor, info, facts, reporter),
-                norm=norm
-                if opts.training_stats
-                else Normalisation.for_scene(info.normalise, scene.band_stats, norm),
+                norm=Normalisation.for_scene(info.normalise, scene.band_stats, norm),
                 k=info.num_classes,
                 batch_size=opts.batch_size,
                 advance=bar.advance,

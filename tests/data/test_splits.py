@@ -23,7 +23,9 @@ def test_same_answer_whatever_the_input_order_and_seed_changes_it() -> None:
 )
 def test_small_sets_keep_a_training_scene(n: int, want: list[str]) -> None:
     assert sorted(assign_splits([f"s{i}" for i in range(n)], SplitSection()).values()) == want
-    # a test split asked for still takes a scene once there are three
+
+
+def test_a_test_split_asked_for_takes_a_scene_once_there_are_three() -> None:
     asked = SplitSection(train=0.8, test=0.1)
     assert sorted(assign_splits(["a", "b", "c"], asked).values()) == ["test", "train", "val"]
 
