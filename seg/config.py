@@ -253,8 +253,9 @@ class AugmentSection(Section):
     noise_std: Annotated[float, Field(ge=0.0)] = 0.05
     band_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # gain + offset per band
     band_jitter_limit: Annotated[float, Field(ge=0.0)] = 0.1
-    illumination: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # a smooth additive field
-    illumination_std: Annotated[float, Field(ge=0.0)] = 0.5
+    # A smooth additive field; "auto": strength by band count (seg.training.brightness_field).
+    illumination: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = 0.0
+    illumination_std: Annotated[float, Field(ge=0.0)] | Literal["auto"] = 0.5
     illumination_grid: Annotated[int, Field(ge=2)] = 3
     scale_crop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     scale_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75

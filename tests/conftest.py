@@ -267,6 +267,32 @@ def seg_run() -> Callable[..., tuple[int, str, str]]:
     return run
 
 
+def train_one_step(
+    seg_run: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    bands: int = 3,
+    transform: Any = None,
+    sets: tuple[str, ...] = (),
+) -> Path:
+    """Tile one 96 px synthetic scene into 64 px windows and train the shipped config for one
+    step through the real CLI; the run folder."""
+    image, mask = synthetic_pair(96, 96, bands, seed=1)
+    scene = write_geotiff(tmp_path / "s.tif", image, transform=transform)
+    write_geotiff(tmp_path / "s_mask.tif", mask, transform=transform)
+    store, run = tmp_path / "ds.zarr", tmp_path / "run"
+    code, _, err = seg_run(
+        "tile", scene, "--labels", tmp_path / "s_mask.tif", "--size", "64", "--out", store, "-q"
+    )
+    assert code == 0, err
+    code, _, err = seg_run(
+        "train", "-c", "configs/unet_mobilenetv2.yaml", "-d", store, "--out", run,
+        "--set", "train.max_steps=1", "--set", "data.num_workers=0", "--set", "data.batch_size=2",
+        *[a for s in sets for a in ("--set", s)],
+    )  # fmt: skip
+    assert code == 0, err
+    return run
+
+
 def scene_attrs(source: str, width: int, height: int, dtype: str, stats: Any) -> Any:
     """The store's per-scene attributes for a synthetic scene (UTM 33N, 0.5 m pixels)."""
     from seg.data.schema import SceneAttrs

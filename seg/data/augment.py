@@ -171,12 +171,11 @@ def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
         )
     if section.band_jitter > 0:
         steps.append(NormalisedBandJitter(section.band_jitter_limit, p=section.band_jitter))
-    if section.illumination > 0:
-        steps.append(
-            IlluminationField(
-                section.illumination_std, p=section.illumination, grid=section.illumination_grid
-            )
-        )
+    share, std = section.illumination, section.illumination_std
+    if share == "auto" or std == "auto":  # seg train resolves them from the store's band count
+        raise ValueError("augment.illumination auto must be resolved (resolve_field) first")
+    if share > 0:
+        steps.append(IlluminationField(std, p=share, grid=section.illumination_grid))
     if section.noise > 0:
         steps.append(NormalisedGaussNoise(section.noise_std, p=section.noise))
     if not steps:

@@ -25,6 +25,7 @@ from seg.models.unet import check_scale
 from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
 from seg.training import run_folder, runtime
+from seg.training.brightness_field import resolve_field
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
 from seg.training.class_balance import balanced_weights
 from seg.training.resolution import resolve_scale
@@ -53,6 +54,7 @@ class Session:
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
         # model.scale auto -> a number, saved with the run (config.yaml, run.json, checkpoints)
         self.cfg = cfg = resolve_scale(cfg, lambda: scene_facts(info, info.train_ids))
+        self.cfg = cfg = resolve_field(cfg, info.bands)  # augment.illumination auto -> numbers
         self.provenance = {**code_provenance(), "data": data, "store": info.store.fingerprint()}
         check_metric_name(cfg.early_stopping.metric, self.classes)
         crop = cfg.augment.crop

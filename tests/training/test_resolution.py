@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import synthetic_pair, write_geotiff
+from conftest import train_one_step
 from rasterio.transform import from_origin
 
 from seg.checkpoint import load_checkpoint
@@ -44,21 +44,8 @@ def test_training_gsd_is_the_median_of_the_scenes_that_state_one() -> None:
 def test_train_resolves_auto_and_keeps_the_number(
     tmp_path: Path, seg_run: Run, pixel: float, scale: float
 ) -> None:
-    image, mask = synthetic_pair(96, 96, 3, seed=1)
     transform = from_origin(500000.0, 4000000.0, pixel, pixel)
-    scene = write_geotiff(tmp_path / "s.tif", image, transform=transform)
-    write_geotiff(tmp_path / "s_mask.tif", mask, transform=transform)
-    store, run = tmp_path / "ds.zarr", tmp_path / "run"
-    code, _, err = seg_run(
-        "tile", scene, "--labels", tmp_path / "s_mask.tif", "--size", "64", "--out", store, "-q"
-    )
-    assert code == 0, err
-    code, _, err = seg_run(
-        "train", "-c", "configs/unet_mobilenetv2.yaml", "-d", store, "--out", run,
-        "--set", "model.scale=auto", "--set", "train.max_steps=1", "--set", "data.num_workers=0",
-        "--set", "data.batch_size=2",
-    )  # fmt: skip
-    assert code == 0, err
+    run = train_one_step(seg_run, tmp_path, transform=transform, sets=("model.scale=auto",))
     assert json.loads((run / "run.json").read_text())["model_scale"] == scale
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["scale"] == scale
     assert load_checkpoint(str(run / "last.pt"))["model"]["scale"] == scale  # predict rebuilds it
