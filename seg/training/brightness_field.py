@@ -5,10 +5,10 @@ window, so "brighter than the scene's mean" stops being a class while the differ
 bands survive. On imagery of several bands that is what generalises: strong (80 % of windows,
 knots of N(0, 0.7) band stds) it scored above the mild field on every RGB set (docs/recipe.md:
 kampala +0.07 and +0.021, rows 51 against 57-58 and 91 against 85; kampala_blocks +0.098, rows
-88 against 87; naip +0.069, rows 90 against 89). On a single band the shared field is all there
-is to the colour, and brightness is most of what tells a road or a roof apart: there the strong
-field lost (vegas -0.013 to -0.06, atlanta -0.021, rows 46, 51, 55) and the mild one (half the
-windows, std 0.3) won (row 57).
+88 against 87, and +0.017 over three runs each, row 93; naip +0.069, rows 90 against 89). On a
+single band the shared field is all there is to the colour, and brightness is most of what
+tells a road or a roof apart: there the strong field lost (vegas -0.013 to -0.06, atlanta
+-0.021, rows 46, 51, 55) and the mild one (half the windows, std 0.3) won (row 57).
 """
 
 from __future__ import annotations
