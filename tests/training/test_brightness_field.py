@@ -1,5 +1,5 @@
 """`augment.illumination: auto`: a strong brightness field on imagery of several bands, a mild
-one on a single band (docs/recipe.md rows 57, 88-92)."""
+one on a single band (docs/recipe.md rows 57, 85-93)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from conftest import train_one_step
 
 from seg.config import TrainConfig, load_config
-from seg.data.augment import build_augment
+from seg.data.augment import IlluminationField, build_augment
 from seg.training.brightness_field import MULTI_BAND, ONE_BAND, auto_field, resolve_field
 
 Run = Callable[..., tuple[int, str, str]]
@@ -26,7 +26,10 @@ def test_auto_field_is_strong_on_several_bands_and_mild_on_one(
     assert (cfg.augment.illumination, cfg.augment.illumination_std) == ("auto", "auto")
     resolved = resolve_field(cfg, bands).augment
     assert (resolved.illumination, resolved.illumination_std) == field
-    assert build_augment(resolved, 64) is not None
+    pipeline = build_augment(resolved, 64)
+    assert pipeline is not None
+    built = [t for t in pipeline.transforms if isinstance(t, IlluminationField)]
+    assert [(t.p, t.std) for t in built] == [field]  # what the windows get
 
 
 def test_a_given_strength_is_kept_and_auto_is_never_built_unresolved() -> None:
