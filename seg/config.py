@@ -262,6 +262,9 @@ class AugmentSection(Section):
     scale_max: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     # Random crop x crop pieces of the windows (a multiple of 32): ~(crop / window)^2 the cost.
     crop: Annotated[int | None, Field(ge=32)] = None
+    # Share of windows given a square of another window of the batch (seg.training.cut_mix);
+    # "auto": by band count, resolved by seg train.
+    cut_mix: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = 0.0
 
 
 class EarlyStoppingSection(Section):

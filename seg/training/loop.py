@@ -26,6 +26,7 @@ from seg.data.dataset import train_loader
 from seg.errors import SegError
 from seg.provenance import as_comment
 from seg.training.control import ControlWatch
+from seg.training.cut_mix import cut_mix
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
 from seg.training.validation import metric_value
@@ -52,6 +53,10 @@ class Trainer(Session):
             start_batch=self.batch_in_epoch, rank=self.ddp.rank, world=self.ddp.world,
             pin_memory=self.device.type == "cuda", weights=self.draws.weights(self.epoch),
         )  # fmt: skip
+
+    def _mix_seed(self) -> int:
+        """The cut-mix draw of this step and rank: fixed by the run's seed, so resume repeats it."""
+        return (self.cfg.train.seed * 1_000_003 + self.global_step) * 64 + self.ddp.rank
 
     def _batches(self) -> Iterator[tuple[list[torch.Tensor], np.ndarray]]:
         """The epoch's batches, each with its (B,) window indices. A SIGTERM sent to the whole
@@ -177,12 +182,17 @@ class Trainer(Session):
         self.step.train()
         plan, batch = self.plan, cfg.data.batch_size
         sums: dict[str, list[float]] = {}  # the step's figures -> [sum, count] of finite values
+        mixed = cfg.augment.cut_mix
+        if mixed == "auto":  # the Session resolves it from the store's band count
+            raise ValueError("augment.cut_mix auto must be resolved (resolve_cut_mix) first")
         for (image, mask, *meta), drawn in self._batches():  # meta: [(B, M)] when conditioned
             if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
                 plan.time_up = True  # every rank stops at the same step
                 break
             s0 = time.perf_counter()
             cond = meta[0].to(self.device) if meta else None
+            if mixed and not meta:  # a conditioned window keeps its own scene's context
+                image, mask = cut_mix(image, mask, mixed, self._mix_seed())
             out = self.step.train_step(image.to(self.device), mask.to(self.device), cond)
             lost = not math.isfinite(out["loss"])
             asked = self.control.poll() if self.ddp.is_main else None

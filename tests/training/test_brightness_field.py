@@ -45,10 +45,11 @@ def test_a_given_strength_is_kept_and_auto_is_never_built_unresolved() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("bands", "field"), [(3, MULTI_BAND), (1, ONE_BAND)])
+@pytest.mark.parametrize(("bands", "field", "mixed"), [(3, MULTI_BAND, 0.5), (1, ONE_BAND, 0.0)])
 def test_train_resolves_the_field_and_saves_the_numbers(
-    tmp_path: Path, seg_run: Run, bands: int, field: tuple[float, float]
+    tmp_path: Path, seg_run: Run, bands: int, field: tuple[float, float], mixed: float
 ) -> None:
     run = train_one_step(seg_run, tmp_path, bands=bands)
     saved = yaml.safe_load((run / "config.yaml").read_text())["augment"]
     assert (saved["illumination"], saved["illumination_std"]) == field
+    assert saved["cut_mix"] == mixed  # augment.cut_mix: auto, by band count too

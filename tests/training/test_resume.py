@@ -35,14 +35,15 @@ def test_kill_and_resume_auto_gives_identical_weights(
     make_store, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     store = make_store({"a": "train", "b": "val"}, windows=4)
-    # Dropout draws from the RNG; hard-window sampling draws epoch 1 by the losses of epoch 0
-    # (both must come back from the checkpoint for the weights to match).
+    # Dropout draws from the RNG; hard-window sampling draws epoch 1 by the losses of epoch 0;
+    # cut-mix draws by the step (all must come back from the checkpoint for the weights to match).
     sets = [
         "train.epochs=2",
         "train.steps_per_epoch=3",
         "checkpoint.every_steps=1",
         "model.dropout=0.2",
         "data.sampling=hard_windows",
+        "augment.cut_mix=0.5",
     ]
     straight = tmp_path / "straight"
     code, err = seg_inprocess(monkeypatch, capsys, *train_args(store, straight, *sets))
