@@ -253,7 +253,7 @@ class AugmentSection(Section):
     noise_std: Annotated[float, Field(ge=0.0)] = 0.05
     band_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # gain + offset per band
     band_jitter_limit: Annotated[float, Field(ge=0.0)] = 0.1
-    # A smooth additive field; "auto": strength by band count (seg.training.brightness_field).
+    # A smooth additive field; "auto": strength by band count (seg.training.band_count).
     illumination: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = 0.0
     illumination_std: Annotated[float, Field(ge=0.0)] | Literal["auto"] = 0.5
     illumination_grid: Annotated[int, Field(ge=2)] = 3

@@ -173,7 +173,7 @@ def build_augment(section: AugmentSection, size: int) -> A.Compose | None:
         steps.append(NormalisedBandJitter(section.band_jitter_limit, p=section.band_jitter))
     share, std = section.illumination, section.illumination_std
     if share == "auto" or std == "auto":  # seg train resolves them from the store's band count
-        raise ValueError("augment.illumination auto must be resolved (resolve_field) first")
+        raise ValueError("augment.illumination auto must be resolved (resolve_augment) first")
     if share > 0:
         steps.append(IlluminationField(std, p=share, grid=section.illumination_grid))
     if section.noise > 0:

@@ -3,27 +3,12 @@ together, into some of the windows. Every pixel keeps its own label; what change
 around it, so a network trained on few scenes cannot lean on "what surrounds this" as much.
 
 `augment.cut_mix: auto` (the shipped config) mixes half the windows on imagery of two or more
-bands and none on a single band, by measurement (docs/recipe.md rows 95-98): on the RGB sets
-kampala_blocks +0.060 and naip +0.040 over two runs each, kampala level (one run); on the 1-band
-vegas roads -0.053 over two runs, where a road is told from an unlabelled one by its course
-across the window, which the pasted square cuts.
+bands and none on a single band (`seg.training.band_count`, docs/recipe.md rows 95-99).
 """
 
 from __future__ import annotations
 
 import torch
-
-from seg.config import TrainConfig
-
-MULTI_BAND = 0.5  # share of windows mixed on imagery of >= 2 bands; none on one band
-
-
-def resolve_cut_mix(cfg: TrainConfig, bands: int) -> TrainConfig:
-    """The config with `augment.cut_mix: auto` replaced by its share for `bands` input bands."""
-    if cfg.augment.cut_mix != "auto":
-        return cfg
-    share = MULTI_BAND if bands >= 2 else 0.0
-    return cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"cut_mix": share})})
 
 
 def cut_mix(

@@ -184,7 +184,7 @@ class Trainer(Session):
         sums: dict[str, list[float]] = {}  # the step's figures -> [sum, count] of finite values
         mixed = cfg.augment.cut_mix
         if mixed == "auto":  # the Session resolves it from the store's band count
-            raise ValueError("augment.cut_mix auto must be resolved (resolve_cut_mix) first")
+            raise ValueError("augment.cut_mix auto must be resolved (resolve_augment) first")
         for (image, mask, *meta), drawn in self._batches():  # meta: [(B, M)] when conditioned
             if plan and self.ddp.agree([float(plan.out_of_time(self.val_windows, batch))])[0]:
                 plan.time_up = True  # every rank stops at the same step

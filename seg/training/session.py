@@ -25,10 +25,9 @@ from seg.models.unet import check_scale
 from seg.provenance import code_provenance
 from seg.report import SILENT, Reporter
 from seg.training import run_folder, runtime
-from seg.training.brightness_field import resolve_field
+from seg.training.band_count import resolve_augment
 from seg.training.budget import MIN_EPOCH_STEPS, VAL_WINDOWS, Budget, Horizon
 from seg.training.class_balance import balanced_weights
-from seg.training.cut_mix import resolve_cut_mix
 from seg.training.resolution import resolve_scale
 from seg.training.steps import Step, StepSpec
 from seg.training.trainers import build_step
@@ -55,7 +54,7 @@ class Session:
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
         # model.scale, augment.illumination and cut_mix: auto -> numbers, saved with the run
         cfg = resolve_scale(cfg, lambda: scene_facts(info, info.train_ids))
-        self.cfg = cfg = resolve_cut_mix(resolve_field(cfg, info.bands), info.bands)
+        self.cfg = cfg = resolve_augment(cfg, info.bands)
         self.provenance = {**code_provenance(), "data": data, "store": info.store.fingerprint()}
         check_metric_name(cfg.early_stopping.metric, self.classes)
         crop = cfg.augment.crop

@@ -12,19 +12,23 @@ from conftest import train_one_step
 
 from seg.config import TrainConfig, load_config
 from seg.data.augment import IlluminationField, build_augment
-from seg.training.brightness_field import MULTI_BAND, ONE_BAND, auto_field, resolve_field
+from seg.training.band_count import auto_augment, resolve_augment
 
 Run = Callable[..., tuple[int, str, str]]
+# (illumination, illumination_std) as measured: docs/recipe.md rows 57, 85-93
+MULTI_BAND = (0.8, 0.7)
+ONE_BAND = (0.5, 0.3)
 
 
 @pytest.mark.parametrize(("bands", "field"), [(1, ONE_BAND), (2, MULTI_BAND), (3, MULTI_BAND)])
 def test_auto_field_is_strong_on_several_bands_and_mild_on_one(
     bands: int, field: tuple[float, float]
 ) -> None:
-    assert auto_field(bands) == field
+    auto = auto_augment(bands)
+    assert (auto["illumination"], auto["illumination_std"]) == field
     cfg = load_config(TrainConfig, "configs/unet_mobilenetv2.yaml")
     assert (cfg.augment.illumination, cfg.augment.illumination_std) == ("auto", "auto")
-    resolved = resolve_field(cfg, bands).augment
+    resolved = resolve_augment(cfg, bands).augment
     assert (resolved.illumination, resolved.illumination_std) == field
     pipeline = build_augment(resolved, 64)
     assert pipeline is not None
@@ -38,7 +42,7 @@ def test_a_given_strength_is_kept_and_auto_is_never_built_unresolved() -> None:
         "configs/unet_mobilenetv2.yaml",
         ["augment.illumination=0.2", "augment.illumination_std=auto"],
     )
-    aug = resolve_field(cfg, 3).augment
+    aug = resolve_augment(cfg, 3).augment
     assert (aug.illumination, aug.illumination_std) == (0.2, MULTI_BAND[1])
     with pytest.raises(ValueError, match="resolve"):
         build_augment(cfg.augment, 64)

@@ -10,7 +10,8 @@ from conftest import train_one_step
 from train_helpers import weights
 
 from seg.config import TrainConfig, load_config
-from seg.training.cut_mix import MULTI_BAND, cut_mix, resolve_cut_mix
+from seg.training.band_count import resolve_augment
+from seg.training.cut_mix import cut_mix
 
 
 def batch(b: int = 4, c: int = 3, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,12 +61,12 @@ def test_share_sets_how_many_windows_are_mixed() -> None:
 def test_auto_mixes_imagery_of_several_bands_and_keeps_a_given_share() -> None:
     cfg = load_config(TrainConfig, "configs/unet_mobilenetv2.yaml")
     assert cfg.augment.cut_mix == "auto"  # the shipped config (docs/recipe.md rows 95-98)
-    assert [resolve_cut_mix(cfg, b).augment.cut_mix for b in (1, 2, 3, 4)] == [
+    assert [resolve_augment(cfg, b).augment.cut_mix for b in (1, 2, 3, 4)] == [
         0.0,
-        *[MULTI_BAND] * 3,
+        *[0.5] * 3,
     ]
     given = load_config(TrainConfig, "configs/unet_mobilenetv2.yaml", ["augment.cut_mix=0.2"])
-    assert resolve_cut_mix(given, 1).augment.cut_mix == 0.2
+    assert resolve_augment(given, 1).augment.cut_mix == 0.2
 
 
 def test_seg_train_mixes_its_batches_as_configured(
