@@ -57,8 +57,9 @@ SETS = ("kampala", "vegas", "atlanta", "kampala_blocks", "naip")
 # almost no NIR (the band's histogram is bimodal with a gap at 60-110), green plants much.
 NAIP_WATER_NIR = 70
 NAIP_VEGETATION_NDVI = 0.2
-# `seg tile` names the classes of a mask with more than two (as a user must: --set classes=...)
-CLASS_NAMES = {"naip": ["bare", "vegetation", "water"]}
+# `seg tile` names the classes of a mask with more than two (as a user must: --set classes=...);
+# a 0/1 mask is [background, building] unless named, so vegas' roads are named too.
+CLASS_NAMES = {"naip": ["bare", "vegetation", "water"], "vegas": ["background", "road"]}
 
 
 def crop(src: Path, dst: Path, rows: tuple[int, int], cols: tuple[int, int] | None = None) -> str:
