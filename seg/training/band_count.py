@@ -13,9 +13,10 @@ band, so `auto` means one number or the other (docs/recipe.md):
   (vegas -0.013 to -0.06, atlanta -0.021, rows 46, 51, 55) and the mild one (half the windows,
   std 0.3) won (row 57);
 - cut-mix (`seg.training.cut_mix`): half the windows mixed on RGB, kampala_blocks +0.060 and naip
-  +0.040 over two runs each, kampala level (rows 95, 97, 99); on the 1-band vegas roads -0.053
-  over two runs (rows 97-98), where a road is told from an unlabelled one by its course across
-  the window, which the pasted square cuts.
+  +0.040 over two runs each, kampala level (rows 95, 97, 99); on the 1-band vegas roads -0.036
+  over three runs each (rows 97-98, 102: level in the same hour, below the runs of the day
+  before), where a road is told from an unlabelled one by its course across the window, which
+  the pasted square cuts.
 
 The resolved numbers replace `auto` in the run's config.yaml and checkpoint, so a run says what
 it trained with.
