@@ -24,13 +24,14 @@ def cut_mix(
     chosen = (torch.rand(b, generator=g) < share).nonzero().flatten().tolist()
     if not chosen:
         return image, mask
-    image, mask = image.clone(), mask.clone()
-    source_image, source_mask = image.roll(1, dims=0), mask.roll(1, dims=0)
+    # one copy to write into; the squares are read from the untouched inputs
+    mixed_image, mixed_mask = image.clone(), mask.clone()
     for i in chosen:
         side = float(torch.empty(1).uniform_(0.3, 0.7, generator=g))
         bh, bw = max(1, round(h * side)), max(1, round(w * side))
         r = int(torch.randint(0, h - bh + 1, (1,), generator=g))
         c = int(torch.randint(0, w - bw + 1, (1,), generator=g))
-        image[i, :, r : r + bh, c : c + bw] = source_image[i, :, r : r + bh, c : c + bw]
-        mask[i, r : r + bh, c : c + bw] = source_mask[i, r : r + bh, c : c + bw]
-    return image, mask
+        rows, cols, j = slice(r, r + bh), slice(c, c + bw), i - 1  # window 0 takes window B-1's
+        mixed_image[i, :, rows, cols] = image[j, :, rows, cols]
+        mixed_mask[i, rows, cols] = mask[j, rows, cols]
+    return mixed_image, mixed_mask
