@@ -97,6 +97,12 @@ def predict_command(
     tta: bool = typer.Option(
         True, "--tta/--no-tta", help="Average flips and a quarter turn (4 forward passes)."
     ),
+    coarse_pass: str = typer.Option(
+        "auto",
+        "--coarse-pass",
+        help="Blend in a pass at half the network's resolution (1/3 of the weight, ~1.25x the"
+        " time): auto (where its pixels stay 2 m or finer), on or off. Scenes only.",
+    ),
     adapt_priors: bool = typer.Option(
         True,
         "--adapt-priors/--no-adapt-priors",
@@ -154,6 +160,7 @@ def predict_command(
         window=window_size,
         batch_size=batch_size,
         tta=tta,
+        coarse_pass=coarse_pass,
         adapt_priors=adapt_priors,
         training_stats=training_stats,
         probabilities=prob_dtype if probabilities else None,

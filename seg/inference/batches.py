@@ -4,14 +4,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from seg.data.window_prep import Normalisation, prepare_window
 from seg.geo.grid import Window, windows
+from seg.geo.raster import SceneInfo, read_strip
 
 # read(row_off, height, col_off, width) -> image (C, height, width) raw pixels, valid bool
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def window_reader(ds: Any, info: SceneInfo) -> WindowReader:
+    """The reader of an open raster `ds` (its bands and nodata as `info` says)."""
+
+    def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_strip(ds, info, row, height, col_off=col, width=width)
+
+    return read
 
 
 def batches(

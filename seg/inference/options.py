@@ -9,6 +9,8 @@ from seg.checkpoint import CheckpointInfo
 from seg.errors import ConfigError
 from seg.shards import Shard
 
+COARSE_PASS_MODES = ("auto", "on", "off")
+
 
 @dataclass(frozen=True)
 class PredictOptions:
@@ -20,6 +22,9 @@ class PredictOptions:
     # Test-time augmentation (flips + a quarter turn, averaged): +0.018 mIoU on average over 4
     # checkpoints x 2 sets for ~1.6x the predict time (docs/recipe.md row 34).
     tta: bool = True
+    # Blend in a pass at half the network's resolution (seg.inference.coarse_pass): "auto" where
+    # that pass's pixels stay 2 m or finer, "on", "off". Scenes only, not a store's windows.
+    coarse_pass: str = "auto"
     # Reweight probabilities to each scene's class shares, estimated by a first pass
     # (seg.inference.priors); needs a checkpoint that records its training class shares.
     adapt_priors: bool = True
@@ -37,6 +42,13 @@ class PredictOptions:
     overwrite: bool = False
     runtime: str = "auto"  # auto (by the model file), torch, or onnx (an ONNX export)
     shard: Shard = field(default_factory=Shard)
+
+    def __post_init__(self) -> None:
+        if self.coarse_pass not in COARSE_PASS_MODES:
+            raise ConfigError(
+                f"unknown --coarse-pass {self.coarse_pass!r}; choose one of"
+                f" {list(COARSE_PASS_MODES)}"
+            )
 
 
 @dataclass

@@ -13,6 +13,7 @@ import functools
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import rasterio
 
 from seg import fs as segfs
 from seg.checkpoint import CheckpointInfo
+from seg.data.pixel_size import scene_gsd
 from seg.data.scene_metadata import SceneFacts
 from seg.data.window_prep import Normalisation, scene_stats
 from seg.errors import ConfigError, InputError
@@ -31,10 +33,10 @@ from seg.geo.raster import (
     damaged,
     expand_inputs,
     open_raster,
-    read_strip,
     scene_info,
 )
-from seg.inference.batches import WindowReader, batches, predicted
+from seg.inference import coarse_pass
+from seg.inference.batches import WindowReader, batches, predicted, window_reader
 from seg.inference.loading import WindowModel, load_for
 from seg.inference.metadata import conditioned
 from seg.inference.onnx_predictor import OnnxPredictor
@@ -121,13 +123,6 @@ def check_scene(info: SceneInfo, ckpt: CheckpointInfo, bands_given: bool) -> Non
         )
 
 
-def window_reader(ds: Any, info: SceneInfo) -> WindowReader:
-    def read(row: int, height: int, col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        return read_strip(ds, info, row, height, col_off=col, width=width)
-
-    return read
-
-
 def block_cache(ds: Any, size: int) -> int:
     """GDAL block cache in bytes: two strips of input blocks plus output tile rows, not GDAL's
     default 5 % of RAM, which would let cached blocks grow with the scene's height."""
@@ -170,7 +165,9 @@ def predict_with(
     """Predict `paths` with a network already loaded (`source` names it in the masks' tags)."""
     started = time.perf_counter()
     opts = options
-    size = predict_window(info, opts.window, fixed=isinstance(predictor, OnnxPredictor))
+    if fixed := isinstance(predictor, OnnxPredictor):  # its training window only: no half size
+        opts = replace(opts, coarse_pass=coarse_pass.for_fixed_input(opts.coarse_pass))
+    size = predict_window(info, opts.window, fixed=fixed)
     overlap = size // 4 if opts.overlap is None else opts.overlap
     if not 0 <= overlap < size:
         raise ConfigError(f"--overlap {overlap} must be in 0..{size - 1} (window size {size})")
@@ -244,7 +241,8 @@ def _predict_scene(
         check_scene(scene, info, bands_given=True)
         if info.normalise != "global":  # the scene's own statistics, as in training
             norm = Normalisation.for_scene(info.normalise, scene_stats(ds, scene), norm)
-        model = conditioned(predictor, info, SceneFacts.of_info(scene), reporter)
+        facts = SceneFacts.of_info(scene)
+        model = conditioned(predictor, info, facts, reporter)
         read = window_reader(ds, scene)
         if (fit := scene_window(size, info.size, scene.height, scene.width)) < size:
             size, overlap = fit, min(overlap, fit // 4)  # one window: the overlap is unused
@@ -262,6 +260,10 @@ def _predict_scene(
                 batch_size=opts.batch_size,
             )  # fmt: skip
             shift = scene_shift(predicted(prefetch(grid), model, bar.advance), prior)
+        # After the class-share pass: EM reads the blend's softer posteriors as rarer classes.
+        model, coarse = coarse_pass.blended(model, opts.coarse_pass, info, scene_gsd(facts))
+        tags = {**tags, "SEG_COARSE_PASS": coarse}
+        if prior is not None:
             model = adapted(model, shift)
             tags = {**tags, "SEG_PRIORS": shift.tag()}
         writer = SceneOutputs(

@@ -89,6 +89,8 @@ def predict_store(
     opts = options or PredictOptions()
     if opts.window is not None:
         raise ConfigError("--window-size applies to scenes, not to a store's windows: drop it")
+    if opts.coarse_pass == "on":
+        raise ConfigError("--coarse-pass applies to scenes, not to a store's windows: drop it")
     started = time.perf_counter()
     store = WindowStore.open(store_path)
     _check_out(out, store_path)

@@ -5,7 +5,8 @@ sub-metre imagery, where a building or a road spans tens of pixels, four times t
 (docs/recipe.md rows 9, 21, 28, on kampala at 7.5 cm and vegas at 0.3 m). On 5 m NAIP
 imagery the texture that tells a lake from a crop field lives at the pixel, and halving the
 resolution cost 0.14 mIoU (rows 59-60). So: half resolution on imagery of 1 m or finer (the
-network's pixels stay at `COARSEST_NETWORK_GSD_M` or finer), full resolution on coarser imagery.
+network's pixels stay at `seg.data.pixel_size.COARSEST_NETWORK_GSD_M` or finer), full resolution
+on coarser imagery.
 Scenes without a georeference (pixel space) or a stated GSD keep the half resolution that won on
 every sub-metre set measured. Between 1 and 5 m nothing was measured: the bound is a judgement
 that objects of a few metres still span several pixels at 2 m.
@@ -17,28 +18,22 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from seg.config import TrainConfig
-from seg.data.scene_metadata import SceneFacts, read_values
-from seg.metadata_config import MetadataField
+from seg.data.pixel_size import fine_enough, scene_gsd
+from seg.data.scene_metadata import SceneFacts
 
 HALF = 0.5
-COARSEST_NETWORK_GSD_M = 2.0  # the network's pixels at scale 0.5 may be this coarse, no more
-TOLERANCE = 1.05  # 1 m imagery stated as 1.02 m is still 1 m imagery
 
 
 def training_gsd(scenes: Sequence[SceneFacts]) -> float | None:
     """The median ground sample distance (metres) of the scenes that state one (a `gsd` in
     the sidecar or tags, else from the georeference); None when none does."""
-    field = MetadataField(name="gsd")
-    known = [read_values([field], facts)["gsd"] for facts in scenes]
-    metres = [float(g) for g in known if isinstance(g, float)]
+    metres = [g for g in map(scene_gsd, scenes) if g is not None]
     return statistics.median(metres) if metres else None
 
 
 def auto_scale(gsd_m: float | None) -> float:
     """`model.scale` for training scenes of this GSD (None: unknown)."""
-    if gsd_m is None or gsd_m / HALF <= COARSEST_NETWORK_GSD_M * TOLERANCE:
-        return HALF
-    return 1.0
+    return HALF if fine_enough(gsd_m, HALF) else 1.0
 
 
 def resolve_scale(cfg: TrainConfig, scenes: Callable[[], Sequence[SceneFacts]]) -> TrainConfig:

@@ -17,7 +17,7 @@ from seg.data.store import WindowStore
 from seg.data.tile import tile_scenes
 from seg.data.window_prep import Normalisation, prepare_window, store_valid
 from seg.geo.raster import scene_info
-from seg.inference.scenes import batches, window_reader
+from seg.inference.batches import batches, window_reader
 from seg.tile_config import TileConfig
 
 SIZE = 64

@@ -19,7 +19,7 @@ Run = Callable[..., tuple[int, str, str]]
 def masks_and_probs(seg_run: Run, scene: Path, model: Path, out: Path) -> tuple[np.ndarray, ...]:
     code, _, err = seg_run(
         "predict", scene, "-k", model, "--out", out, "--probabilities", "--prob-dtype", "float16",
-        "--precision", "fp32", "-q",
+        "--precision", "fp32", "--coarse-pass", "off", "-q",
     )  # fmt: skip
     assert code == 0, err
     with rasterio.open(out) as m, rasterio.open(out.with_name(out.stem + "_probs.tif")) as p:
@@ -57,6 +57,12 @@ def test_onnx_export_predicts_like_the_checkpoint(
     code, _, err = seg_run("predict", scene, "-k", model, "--out", out, "--window-size", "128")
     assert one_line_error(code, err) and "ONNX export runs on its training window" in err, err
     assert not out.parent.exists() or not any(out.parent.iterdir())
+    # Nor a pass at half its window; by default (auto) the export runs without one.
+    code, _, err = seg_run("predict", scene, "-k", model, "--out", out, "--coarse-pass", "on")
+    assert one_line_error(code, err) and "--coarse-pass on" in err, err
+    code, _, err = seg_run("predict", scene, "-k", model, "--out", out, "-q")
+    with rasterio.open(out) as m:
+        assert code == 0 and m.tags()["SEG_COARSE_PASS"] == "false", err
 
 
 def test_safetensors_export_is_the_checkpoints_network(tmp_path: Path, seg_run: Run) -> None:

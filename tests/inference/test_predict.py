@@ -321,8 +321,9 @@ def test_polygons_merge_across_strips() -> None:
 def test_store_predictions_stitch_to_the_same_masks(
     seg_run: Run, ckpt: Path, tmp_path: Path, root: str
 ) -> None:
-    """`seg predict --store` + `seg stitch` == `seg predict` on the scene (same blending code),
-    with the store, the predictions and the masks local or on gs:// (`root`)."""
+    """`seg predict --store` + `seg stitch` == `seg predict` on the scene (same blending code;
+    the store's windows get no coarse pass), with the store, the predictions and the masks local
+    or on gs:// (`root`). `--coarse-pass on` is refused for a store in one line."""
     from seg.geo.raster import open_raster
 
     src = scene(tmp_path / "s.tif", 150, 131, seed=4)
@@ -338,8 +339,9 @@ def test_store_predictions_stitch_to_the_same_masks(
     assert code == 0 and "1 predicted" in out, err
     direct = tmp_path / "direct.tif"
     code, _, err = seg_run(
-        "predict", src, "-k", ckpt, "--out", direct, "--overlap", "16", "--probabilities", *fp32
-    )
+        "predict", src, "-k", ckpt, "--out", direct, "--overlap", "16", "--probabilities",
+        "--coarse-pass", "off", *fp32,
+    )  # fmt: skip
     assert code == 0, err
     with open_raster(f"{stitched}/s_mask.tif") as a, rasterio.open(direct) as b:
         assert (a.width, a.height, a.crs, a.transform) == (b.width, b.height, b.crs, b.transform)
@@ -358,6 +360,9 @@ def test_store_predictions_stitch_to_the_same_masks(
     assert code == 0 and "1 skipped" in out
     code, _, err = seg_run("stitch", store, "--out", f"{root}/x", "-q")
     assert code == 1 and "not a seg predictions zarr" in err
+    on = ("--coarse-pass", "on")
+    code, _, err = seg_run("predict", "--store", store, "-k", ckpt, "-o", f"{root}/y", *on)
+    assert one_line_error(code, err) and "--coarse-pass" in err, err
 
 
 ROBUSTNESS = sorted(

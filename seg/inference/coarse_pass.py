@@ -1,0 +1,94 @@
+"""The coarse pass of `seg predict`: each window also through the network at half its
+resolution, the probabilities blended in (a multi-scale test-time augmentation).
+
+Measured offline on twelve fixed checkpoints of the shipped recipe, through `seg predict` +
+`seg eval` on whole held-out scenes (docs/recipe.md row 103): a third of the weight on a pass at
+half resolution lifted kampala (7.5 cm; the network's pixels 15 cm, the coarse pass's 30 cm),
+kampala_blocks and vegas (0.3 m; 0.6 and 1.2 m), where the coarse look loses the texture of bare
+soil and yards that reads as roofs at full detail while roofs and roads keep their shape. On 5 m
+NAIP (10 m coarse pixels) it lost; so the pass runs only where its pixels stay within
+`seg.data.pixel_size.COARSEST_NETWORK_GSD_M` (2 m), the bound `model.scale: auto` keeps too.
+
+Each scene's class shares (seg.inference.priors) are estimated from the fine pass alone: the
+blended probabilities are softer, and EM reads softer road posteriors as fewer roads (one vegas
+checkpoint lost 0.22 mIoU that way).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seg.checkpoint import CheckpointInfo
+from seg.data.pixel_size import fine_enough
+from seg.errors import ConfigError
+from seg.inference.loading import WindowModel
+from seg.models.unet import STRIDE
+
+WEIGHT = 1.0 / 3.0  # of the coarse pass in the blend; the fine pass keeps 2/3
+
+
+def wanted(mode: str, info: CheckpointInfo, gsd_m: float | None) -> bool:
+    """Whether a scene of `gsd_m` metres (None: unknown) gets the coarse pass: `auto` where the
+    coarse pass's pixels stay within the bound, `on` / `off` always / never."""
+    if mode == "auto":
+        return fine_enough(gsd_m, network_scale(info) / 2)
+    return mode == "on"
+
+
+def for_fixed_input(mode: str) -> str:
+    """The mode for a runtime that takes the training window only (an ONNX export): off."""
+    if mode == "on":
+        raise ConfigError(
+            "an ONNX export runs on its training window only: drop --coarse-pass on, or predict"
+            " with the checkpoint"
+        )
+    return "off"
+
+
+def blended(
+    model: WindowModel, mode: str, info: CheckpointInfo, gsd_m: float | None
+) -> tuple[WindowModel, bool]:
+    """`model` with the coarse pass blended in where `mode` wants it for a scene of `gsd_m`
+    metres, and whether it is."""
+    if not wanted(mode, info, gsd_m):
+        return model, False
+    return with_coarse_pass(model, network_scale(info)), True
+
+
+def network_scale(info: CheckpointInfo) -> float:
+    """The resolution the network was trained at (`model.scale`; 1.0 in old checkpoints)."""
+    scale = info.model.get("scale", 1.0)
+    return float(scale) if isinstance(scale, int | float) else 1.0
+
+
+def fits(height: int, width: int, scale: float) -> bool:
+    """Whether windows of this size, halved, still run at `scale` in whole network strides."""
+    if height % 2 or width % 2:
+        return False
+    sides = [height / 2 * scale, width / 2 * scale]
+    return all(s % STRIDE == 0 and s >= STRIDE for s in sides)
+
+
+def with_coarse_pass(model: WindowModel, scale: float) -> WindowModel:
+    """`model` whose probabilities are 2/3 its own and 1/3 those of the windows averaged 2 x 2,
+    run through the same model and resized back (bilinear)."""
+
+    def run(batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        fine = model(batch) if meta is None else model(batch, meta)
+        b, c, h, w = batch.shape
+        if not fits(h, w, scale):  # a window the network cannot take at half size: fine only
+            return fine
+        # (B, C, H, W) -> (B, C, H/2, 2, W/2, 2) -> the mean of each 2 x 2 block (B, C, H/2, W/2)
+        small = batch.reshape(b, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5), dtype=np.float32)
+        coarse = model(small) if meta is None else model(small, meta)  # (B, K, H/2, W/2)
+        up = F.interpolate(
+            torch.from_numpy(np.ascontiguousarray(coarse)),
+            size=(h, w),
+            mode="bilinear",
+            align_corners=False,
+        ).numpy()  # (B, K, H, W)
+        return (1.0 - WEIGHT) * fine + WEIGHT * up
+
+    return run
