@@ -148,7 +148,11 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         from seg.inference.options import PredictOptions
         from seg.inference.scenes import predict_with
 
-        options = PredictOptions(overlap=job["overlap"], batch_size=job["batch"], overwrite=True)
+        # The machinery around one network pass per window: no coarse pass (an ONNX export and
+        # the bare loop run none, and its cost is the network's, measured in docs/recipe.md).
+        options = PredictOptions(
+            overlap=job["overlap"], batch_size=job["batch"], overwrite=True, coarse_pass="off"
+        )
         s = predict_with(
             pred, info, [job["scene"]], out=job["out"], source=job["ckpt"], options=options
         )

@@ -4,8 +4,9 @@
 rest. A lower band can mean stitching costs IoU, or only that the band happens to lie on harder
 ground. This bench tells the two apart with the same checkpoint: `seg predict` runs the scene
 windowed (the shipped path) and as one window over the whole scene (`--window-size`: no
-borders, so no seams at all), both with TTA and without the class-share adaptation (whose
-first pass would run other windows for each), and both masks are scored on the same band of
+borders, so no seams at all), both with TTA and the coarse pass as `seg predict` runs them and
+without the class-share adaptation (whose first pass would run other windows for each), and
+both masks are scored on the same band of
 the windowed grid. What the windowed gap has beyond the whole-scene gap is what the seams cost.
 
 Usage: python bench/seams.py CHECKPOINT SCENE TRUTH [--work DIR] [--border 32] [--quick]
