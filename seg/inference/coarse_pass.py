@@ -1,13 +1,13 @@
 """The coarse pass of `seg predict`: each window also through the network at half its
 resolution, the probabilities blended in (a multi-scale test-time augmentation).
 
-Measured offline on twelve fixed checkpoints of the shipped recipe, through `seg predict` +
-`seg eval` on whole held-out scenes (docs/recipe.md row 103): a third of the weight on a pass at
-half resolution lifted kampala (7.5 cm; the network's pixels 15 cm, the coarse pass's 30 cm),
-kampala_blocks and vegas (0.3 m; 0.6 and 1.2 m), where the coarse look loses the texture of bare
-soil and yards that reads as roofs at full detail while roofs and roads keep their shape. On 5 m
-NAIP (10 m coarse pixels) it lost; so the pass runs only where its pixels stay within
-`seg.data.pixel_size.COARSEST_NETWORK_GSD_M` (2 m), the bound `model.scale: auto` keeps too.
+Measured offline on 25 fixed checkpoints of the recipe, through `seg predict` + `seg eval` on
+whole held-out scenes (docs/recipe.md row 103): a third of the weight on a pass at half
+resolution lifted kampala (7.5 cm; the network's pixels 15 cm, the coarse pass's 30 cm) by
++0.028, kampala_blocks by +0.020 and vegas (0.3 m; 0.6 and 1.2 m) by +0.018, 17 checkpoints of
+18 up. On 5 m NAIP (10 m coarse pixels) it cost 0.019, all seven down; so the pass runs only
+where its pixels stay within `seg.data.pixel_size.COARSEST_NETWORK_GSD_M` (2 m), the bound
+`model.scale: auto` keeps too.
 
 Each scene's class shares (seg.inference.priors) are estimated from the fine pass alone: the
 blended probabilities are softer, and EM reads softer road posteriors as fewer roads (one vegas
