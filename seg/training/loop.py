@@ -30,6 +30,7 @@ from seg.training.cut_mix import cut_mix
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
 from seg.training.validation import metric_value
+from seg.training.zoom_out import zoom_batch
 
 
 @dataclass
@@ -193,6 +194,9 @@ class Trainer(Session):
             cond = meta[0].to(self.device) if meta else None
             if mixed and not meta:  # a conditioned window keeps its own scene's context
                 image, mask = cut_mix(image, mask, mixed, self._mix_seed())
+            if cfg.augment.zoom_out:  # after cut-mix: the pasted square shrinks with its window
+                scale, seed = cfg.model.scale, ~self._mix_seed()  # not cut-mix's draw
+                image, mask = zoom_batch(image, mask, cfg.augment, scale=scale, seed=seed)
             out = self.step.train_step(image.to(self.device), mask.to(self.device), cond)
             lost = not math.isfinite(out["loss"])
             asked = self.control.poll() if self.ddp.is_main else None
