@@ -265,7 +265,7 @@ class AugmentSection(Section):
     # Share of windows given a square of another window of the batch (seg.training.cut_mix);
     # "auto": by band count, resolved by seg train.
     cut_mix: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = 0.0
-    # Share of batches shrunk as a whole by a factor in [zoom_out_min, 1] (seg.training.zoom_out).
+    # Share of batches shrunk as a whole by a factor in [zoom_out_min, 1) (seg.training.zoom_out).
     zoom_out: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     zoom_out_min: Annotated[float, Field(ge=0.125, le=1.0)] = 0.5
 

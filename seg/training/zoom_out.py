@@ -10,19 +10,19 @@ also cheaper: at half the side it costs about a quarter of a step.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 import torch.nn.functional as F
 
 from seg.config import AugmentSection
-
-STRIDE = 32  # the UNet's output stride: what the network sees must stay a multiple of it
+from seg.models.unet import STRIDE
 
 
 def side_multiple(scale: float) -> int:
     """The multiple a shrunk side must keep so that the network at `model.scale` still sees a
-    multiple of 32 pixels: 64 at 0.5, 32 at 1.0, 128 at 0.75."""
-    k = next(k for k in range(1, 1025) if abs(k * scale - round(k * scale)) < 1e-6)
-    return STRIDE * k
+    multiple of 32 pixels: 32 x the scale's denominator (64 at 1/2, 32 at 1, 128 at 3/4)."""
+    return STRIDE * Fraction(scale).limit_denominator(1024).denominator
 
 
 def zoom_out(
