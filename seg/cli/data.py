@@ -13,7 +13,7 @@ from seg.report import ConsoleReporter
 def tile_command(
     scenes: list[str] = typer.Argument(
         ...,
-        help="GeoTIFF scenes: files, folders, globs or gs:// URLs (many at once).",
+        help="GeoTIFF scenes (PNG / JPEG with --pixel-space): files, folders, globs or gs:// URLs.",
         show_default=False,
     ),
     out: str = typer.Option(

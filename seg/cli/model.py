@@ -64,7 +64,9 @@ def train_command(
 @command(app, "predict")
 def predict_command(
     scenes: list[str] = typer.Argument(
-        None, help="GeoTIFF scenes: files, folders, globs or gs:// URLs.", show_default=False
+        None,
+        help="GeoTIFF scenes (PNG / JPEG with --pixel-space): files, folders, globs or gs:// URLs.",
+        show_default=False,
     ),
     checkpoint: str = typer.Option(
         ...,

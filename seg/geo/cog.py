@@ -12,11 +12,13 @@ import errno
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import rasterio
 import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetWriter
 
 from seg import fs as segfs
@@ -63,10 +65,16 @@ def cog_writer(path: str, profile: dict[str, Any]) -> Iterator[DatasetWriter]:
     written = False  # the caller's block is done: what fails after is this writer's own
     try:
         work = os.path.join(folder, "work.tif")
-        with rasterio.open(work, "w", **{**profile, "driver": "GTiff"}) as dst:
+        with warnings.catch_warnings():
+            # A pixel-space mask (scene without georeference) has the identity transform on
+            # purpose; GDAL's warning about it would reach the user once per mask.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dst = rasterio.open(work, "w", **{**profile, "driver": "GTiff"})
+        with dst:
             yield dst
             written = True
-        with segfs.local_copy_for_write(str(path), suffix=".tif") as tmp:
+        with segfs.local_copy_for_write(str(path), suffix=".tif") as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
             rasterio.shutil.copy(
                 work,
                 tmp,

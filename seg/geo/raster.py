@@ -33,7 +33,12 @@ from seg import fs as segfs
 from seg.errors import InputError
 from seg.geo.grid import Window
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+GEO_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+# Plain pictures (no georeference: tile them with --pixel-space). Many public aerial sets ship
+# as PNG / JPEG; next to GeoTIFFs in one folder they are usually browse images, so a folder that
+# holds both gives its GeoTIFFs only (name the pictures, or a glob, to take them).
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+RASTER_SUFFIXES = GEO_SUFFIXES + PICTURE_SUFFIXES
 
 
 @contextlib.contextmanager
@@ -217,6 +222,8 @@ def expand_inputs(specs: list[str], suffixes: tuple[str, ...] = RASTER_SUFFIXES)
             elif fs.isdir(p):
                 found = [proto + f for f in fs.ls(p, detail=False)]
                 files = [f for f in found if f.lower().endswith(suffixes)]
+                geo = [f for f in files if f.lower().endswith(GEO_SUFFIXES)]
+                files = geo or files
                 if not files:
                     raise InputError(f"folder {spec} holds no raster ({', '.join(suffixes)})")
                 out.update(files)

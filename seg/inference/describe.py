@@ -16,7 +16,7 @@ from seg import fs as segfs
 from seg.checkpoint import read_checkpoint
 from seg.data.store import WindowStore
 from seg.errors import CheckpointError, InputError, StoreError
-from seg.geo.raster import open_raster
+from seg.geo.raster import RASTER_SUFFIXES, open_raster
 from seg.inference.export import META, info_from_json, read_safetensors
 
 
@@ -32,7 +32,7 @@ def describe(path: str) -> dict[str, Any]:
     name = str(path).lower()
     if name.endswith((".onnx", ".safetensors")):
         return _export(path)
-    if not name.endswith((".tif", ".tiff", ".vrt", ".jp2", ".img")):
+    if not name.endswith(RASTER_SUFFIXES):
         try:
             return _checkpoint(path)
         except CheckpointError:

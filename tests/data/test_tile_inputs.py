@@ -66,6 +66,50 @@ def test_gcp_only_refused_unless_pixel_space(tmp_path: Path, seg_run: Run) -> No
     assert s.attrs.pixel_space and s.attrs.crs is None and len(s) == 4
 
 
+def write_picture(path: Path, data: np.ndarray) -> Path:
+    """A PNG / JPEG (by suffix) without georeference, as many public aerial sets ship."""
+    if data.ndim == 2:
+        data = data[None]
+    driver = "PNG" if path.suffix == ".png" else "JPEG"
+    count, height, width = data.shape
+    with rasterio.open(path, "w", driver=driver, width=width, height=height, count=count,
+                       dtype="uint8") as dst:  # fmt: skip
+        dst.write(data)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_folders_of_pictures_in_pixel_space(tmp_path: Path, seg_run: Run) -> None:
+    """JPEG scenes and PNG labels given as folders; a GeoTIFF folder's browse pictures are not
+    taken as scenes."""
+    scenes, labels = tmp_path / "images", tmp_path / "masks"
+    scenes.mkdir()
+    labels.mkdir()
+    for i, (h, w) in enumerate([(70, 90), (64, 100)]):
+        image, mask = synthetic_pair(h, w, 3, i)
+        write_picture(scenes / f"part_{i}.jpg", image)
+        write_picture(labels / f"part_{i}.png", mask.astype(np.uint8))
+    out = tmp_path / "p.zarr"
+    code, _, err = seg_run(
+        "tile", scenes, "--labels", labels, "--out", out, "--size", "32", "--pixel-space", "-q"
+    )
+    assert code == 0 and err.strip() == "", err
+    found = WindowStore.open(str(out)).scenes()
+    assert sorted(Path(s.attrs.source).name for s in found) == ["part_0.jpg", "part_1.jpg"]
+    assert all(s.attrs.labels and s.attrs.labels.endswith(".png") for s in found)
+    assert all(s.attrs.pixel_space for s in found)
+
+    geo = tmp_path / "geo"
+    geo.mkdir()
+    image, _ = synthetic_pair(64, 64, 3, 0)
+    write_geotiff(geo / "scene.tif", image)
+    write_picture(geo / "scene.jpg", image)  # its browse image
+    code, _, err = seg_run("tile", geo, "--out", tmp_path / "g.zarr", "--size", "32", "-q")
+    assert code == 0, err
+    (only,) = WindowStore.open(str(tmp_path / "g.zarr")).scenes()
+    assert only.attrs.source.endswith("scene.tif")
+
+
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [

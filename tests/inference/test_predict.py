@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import rasterio
 import torch
 from affine import Affine
 from conftest import make_checkpoint, one_line_error, synthetic_pair, write_geotiff
+from rasterio.errors import NotGeoreferencedWarning
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -236,6 +238,27 @@ def test_pixel_space_needs_the_flag(seg_run: Run, ckpt: Path, tmp_path: Path) ->
     assert code == 0, err
     with rasterio.open(out) as m:
         assert m.crs is None and (m.width, m.height) == (60, 50)
+
+
+def test_a_folder_of_pictures_in_pixel_space(seg_run: Run, ckpt: Path, tmp_path: Path) -> None:
+    """PNG / JPEG pictures (many public aerial sets) are scenes too; writing their masks raises
+    no GDAL warning about the identity transform (a user would see it once per mask)."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for name, driver in (("a.png", "PNG"), ("b.jpg", "JPEG")):
+            image, _ = synthetic_pair(70, 90, 3, 1)
+            with rasterio.open(folder / name, "w", driver=driver, width=90, height=70, count=3,
+                               dtype="uint8") as dst:  # fmt: skip
+                dst.write(image)
+    out = tmp_path / "masks"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, _, err = seg_run("predict", folder, "-k", ckpt, "--out", out, "--pixel-space", "-q")
+    assert code == 0 and err.strip() == "", err
+    assert not [w for w in seen if issubclass(w.category, NotGeoreferencedWarning)]
+    assert sorted(p.name for p in out.glob("*.tif")) == ["a_mask.tif", "b_mask.tif"]
 
 
 @pytest.mark.parametrize(
