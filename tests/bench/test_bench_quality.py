@@ -73,9 +73,32 @@ def test_tile_overrides_reach_seg_tile(tmp_path: Path) -> None:
     assert res.stderr.startswith("seg tile ") and "splits.nope" in res.stderr, res.stderr[-2000:]
 
 
-def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Path) -> None:
-    """The many-scene set: four training quadrants and six test blocks, each on the grid of the
-    scene it was cut from, with its mask on the same grid and the same pixels as that place."""
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        # the many-scene set: four training quadrants and six test blocks
+        (
+            "kampala_blocks",
+            (
+                ("train", "kampala_z21_1024x1024", 512, 4),
+                ("test", "kampala_z21_3072x2048", 1024, 6),
+            ),
+        ),
+        # kampala the other way round: the large scene as six training blocks
+        (
+            "kampala_wide",
+            (
+                ("train", "kampala_z21_3072x2048", 1024, 6),
+                ("test", "kampala_z21_1024x1024", 1024, 1),
+            ),
+        ),
+    ],
+)
+def test_kampala_sets_cut_scenes_into_georeferenced_scenes(
+    tmp_path: Path, name: str, layout: tuple[tuple[str, str, int, int], ...]
+) -> None:
+    """Each block on the grid of the scene it was cut from, with its mask on the same grid and
+    the same pixels as that place; the blocks tile the scene."""
     shared = ROOT.parent / "shared" / "data" / "kampala"
     if not shared.is_dir():
         pytest.skip(f"{shared} is absent (the real rasters live beside the repository)")
@@ -84,12 +107,9 @@ def test_kampala_blocks_cuts_both_scenes_into_georeferenced_scenes(tmp_path: Pat
     sys.path.insert(0, str(ROOT / "bench"))
     from quality import data_sets
 
-    parts = data_sets(["kampala_blocks"], quick=False, work=tmp_path)["kampala_blocks"]
-    assert [len(parts["train"]), len(parts["test"])] == [4, 6]
-    for part, stem, side in (
-        ("train", "kampala_z21_1024x1024", 512),
-        ("test", "kampala_z21_3072x2048", 1024),
-    ):
+    parts = data_sets([name], quick=False, work=tmp_path)[name]
+    for part, stem, side, count in layout:
+        assert len(parts[part]) == count
         with (
             rasterio.open(shared / f"{stem}_image.tif") as whole,
             rasterio.open(shared / f"{stem}_buildings_mask.tif") as whole_mask,
