@@ -13,7 +13,13 @@ import rasterio
 import torch
 from conftest import make_checkpoint, synthetic_pair, write_geotiff
 
-from seg.inference.priors import MAX_RATIO, PriorShift, estimate_priors, scene_shift
+from seg.inference.priors import (
+    MAX_RATIO,
+    MIN_AGREEMENT,
+    PriorShift,
+    estimate_priors,
+    scene_shift,
+)
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -83,6 +89,34 @@ def test_an_estimate_pinned_at_the_bound_is_not_applied() -> None:
     kept = scene_shift(batch_of(post), (0.4, 0.6))
     assert kept.estimate is None and kept.test[1] == pytest.approx(0.2, abs=0.02)
     assert "rejected" not in kept.tag()
+
+
+def test_an_estimate_its_own_decisions_contradict_is_not_applied() -> None:
+    """The kampala_wide case: a network that already decides the scene's share (60 % class 1
+    against 30 % in training; most pixels confident, a fifth soft) read by EM as one leaning to
+    its training share: EM runs past the truth (inside the 10x bound), and the reweighted
+    decisions would give every pixel class 1."""
+    rng = np.random.default_rng(0)
+    y = rng.random(20_000) < 0.6
+    confident = rng.random(y.size) < 0.8
+    soft_p1 = np.where(y, rng.uniform(0.5, 0.6, y.size), rng.uniform(0.3, 0.45, y.size))
+    p1 = np.where(confident, np.where(y, 0.9, 0.1), soft_p1)
+    posteriors = np.stack([1 - p1, p1], axis=1)
+    train = (0.7, 0.3)
+    assert (posteriors.argmax(1) == 1).mean() == pytest.approx(0.6, abs=0.01)  # right already
+    shift = scene_shift(batch_of(posteriors), train)
+    assert shift.estimate is not None and shift.estimate[1] > 0.8  # EM's overshoot, recorded
+    assert shift.test == shift.train and shift.agreement is not None
+    assert shift.agreement < MIN_AGREEMENT
+    np.testing.assert_allclose(shift.factors, 1.0)  # not applied
+    tag = shift.tag()
+    assert tag["rejected"] == [round(x, 5) for x in shift.estimate]
+    assert tag["agreement"] == [round(shift.agreement, 4)]
+    # A calibrated network under a real shift: its decisions make the estimated shares.
+    post, _ = gaussian_posteriors([0.4, 0.6], [0.8, 0.2], 20_000)
+    kept = scene_shift(batch_of(post), (0.8, 0.2))
+    assert kept.estimate is None and kept.test[1] == pytest.approx(0.6, abs=0.02)
+    assert kept.agreement is not None and kept.agreement > 0.9
 
 
 def test_adapted_reweights_what_the_model_gives() -> None:
