@@ -30,8 +30,8 @@ MAX_RATIO = 10.0
 # and its estimate differ by more than this factor either way, the posteriors are not calibrated
 # enough to be read as shares and the scene is left unadapted. docs/recipe.md row 114, on the
 # first pass: 0.80-0.99 on 36 scene estimates of 21 checkpoints, 0.62 on the one where the
-# reweighting cost 0.36 mIoU. The bound rests on that one failure, and a
-# scene it refuses is predicted as without the reweighting (what most tools do anyway).
+# reweighting cost 0.36 mIoU. The bound rests on that one failure; a scene it refuses is
+# predicted as without the reweighting (what most tools do anyway).
 MIN_AGREEMENT = 0.7
 AGREEMENT_MIN_SHARE = 0.01  # a class under 1 % of the scene is judged by too few pixels
 PIXEL_STEP = 4  # every 4th pixel of every 4th row of the first pass feeds the estimate
