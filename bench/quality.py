@@ -116,6 +116,25 @@ def naip_landcover(dst: Path, cols: tuple[int, int]) -> Pair:
     return str(scene), str(mask)
 
 
+def kampala_blocks(stem: str, d: Path, part: str, n: tuple[int, int], side: int) -> list[Pair]:
+    """The kampala scene `stem` and its mask cut into n[0] x n[1] blocks of `side` px, each a
+    georeferenced GeoTIFF of its own in `d` (`part_ij.tif`, `part_ij_m.tif`)."""
+    k = SHARED / "kampala"
+    d.mkdir(exist_ok=True)
+    pairs: list[Pair] = []
+    for i in range(n[0]):
+        for j in range(n[1]):
+            rows, cols = (i * side, (i + 1) * side), (j * side, (j + 1) * side)
+            name = f"{part}_{i}{j}"
+            pairs.append(
+                (
+                    crop(k / f"{stem}_image.tif", d / f"{name}.tif", rows, cols),
+                    crop(k / f"{stem}_buildings_mask.tif", d / f"{name}_m.tif", rows, cols),
+                )
+            )
+    return pairs
+
+
 def data_sets(names: list[str], quick: bool, work: Path) -> dict[str, dict[str, list[Pair]]]:
     """name -> {"train": [(scene, mask)], "test": [(scene, mask)]}."""
     if quick:
@@ -149,44 +168,24 @@ def data_sets(names: list[str], quick: bool, work: Path) -> dict[str, dict[str, 
                 )
             ],
         }
+    # kampala's two scenes, each cut into blocks that are scenes of their own (`kampala_blocks`)
+    small, big = "kampala_z21_1024x1024", "kampala_z21_3072x2048"
     if "kampala_blocks" in names:
-        # kampala as many small scenes, the hidden set's shape (54 + 18 scenes of ~1 Mpx): the
-        # training scene as four 512 px quadrants (`seg tile` holds one out for validation, as
-        # it would for a user), the test scene as six 1024 px blocks, so each scene's own band
-        # statistics (`data.normalise: scene`) come from less ground and vary with its content.
-        k, d = SHARED / "kampala", work / "kampala_blocks"
-        d.mkdir(exist_ok=True)
-        parts: dict[str, list[Pair]] = {"train": [], "test": []}
-        for part, stem, n, side in (
-            ("train", "kampala_z21_1024x1024", (2, 2), 512),
-            ("test", "kampala_z21_3072x2048", (2, 3), 1024),
-        ):
-            for i in range(n[0]):
-                for j in range(n[1]):
-                    rows, cols = (i * side, (i + 1) * side), (j * side, (j + 1) * side)
-                    name = f"{part}_{i}{j}"
-                    parts[part].append(
-                        (
-                            crop(k / f"{stem}_image.tif", d / f"{name}.tif", rows, cols),
-                            crop(k / f"{stem}_buildings_mask.tif", d / f"{name}_m.tif", rows, cols),
-                        )
-                    )
-        sets["kampala_blocks"] = parts
+        # the hidden set's shape (54 + 18 scenes of ~1 Mpx): the training scene as four 512 px
+        # quadrants (`seg tile` holds one out for validation, as it would for a user), the test
+        # scene as six 1024 px blocks, so each scene's own band statistics (`data.normalise:
+        # scene`) come from less ground and vary with its content.
+        d = work / "kampala_blocks"
+        sets["kampala_blocks"] = {
+            "train": kampala_blocks(small, d, "train", (2, 2), 512),
+            "test": kampala_blocks(big, d, "test", (2, 3), 1024),
+        }
     if "kampala_wide" in names:
-        k, d = SHARED / "kampala", work / "kampala_wide"
-        d.mkdir(exist_ok=True)
-        big, small = "kampala_z21_3072x2048", "kampala_z21_1024x1024"
+        # the other way round: five times kampala's training windows, tested on the small scene
+        d = work / "kampala_wide"
         sets["kampala_wide"] = {
-            "train": [
-                (
-                    crop(k / f"{big}_image.tif", d / f"train_{i}{j}.tif", rows, cols),
-                    crop(k / f"{big}_buildings_mask.tif", d / f"train_{i}{j}_m.tif", rows, cols),
-                )
-                for i in range(2)
-                for j in range(3)
-                for rows, cols in [((i * 1024, (i + 1) * 1024), (j * 1024, (j + 1) * 1024))]
-            ],
-            "test": [(str(k / f"{small}_image.tif"), str(k / f"{small}_buildings_mask.tif"))],
+            "train": kampala_blocks(big, d, "train", (2, 3), 1024),
+            "test": kampala_blocks(small, d, "test", (1, 1), 1024),
         }
     if "naip" in names:
         d = work / "naip"
