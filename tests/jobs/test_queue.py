@@ -244,6 +244,23 @@ def test_train_jobs_get_their_run_dir_and_resume(tmp_path: Path) -> None:
 # --- a scheduler and two workers on 127.0.0.1; one is killed in the middle of a job ----------
 
 
+def _scheduler_address(sched_file: Path, scheduler: subprocess.Popen[bytes]) -> str:
+    """The scheduler's address, once its file is whole.
+
+    dask writes the file in place, so it can exist and still be empty or half-written
+    for a moment (CI once read it empty); poll until it parses.
+    """
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if scheduler.poll() is not None:
+            raise RuntimeError(f"dask scheduler exited with {scheduler.returncode}")
+        try:
+            return str(json.loads(sched_file.read_text())["address"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            time.sleep(0.2)
+    raise TimeoutError(f"no scheduler address in {sched_file} after 60 s")
+
+
 @pytest.fixture
 def dask_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     bin_dir = Path(sys.executable).parent
@@ -269,27 +286,24 @@ def dask_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[by
         "--scheduler-file",
         str(sched_file),
     )
-    deadline = time.time() + 60
-    while not sched_file.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    address = json.loads(sched_file.read_text())["address"]
-    workers = [
-        start(
-            f"worker{i}",
-            "worker",
-            address,
-            "--nthreads",
-            "1",
-            "--no-nanny",
-            "--no-dashboard",
-            "--host",
-            "127.0.0.1",
-            "--name",
-            f"w{i}",
-        )
-        for i in range(2)
-    ]
     try:
+        address = _scheduler_address(sched_file, procs[0])
+        workers = [
+            start(
+                f"worker{i}",
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--name",
+                f"w{i}",
+            )
+            for i in range(2)
+        ]
         yield address, workers
     finally:
         for proc in reversed(procs):
