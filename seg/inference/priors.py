@@ -136,21 +136,39 @@ def pinned(test: np.ndarray, train: np.ndarray) -> bool:
     return bool((r <= 1.02 / MAX_RATIO).any() or (r >= MAX_RATIO / 1.02).any())
 
 
-def agreement(posteriors: np.ndarray, test: np.ndarray, train: np.ndarray) -> float:
-    """(N, K) posteriors under `train` reweighted to `test`: the smallest, over classes of at
-    least AGREEMENT_MIN_SHARE, of (share the argmax decides) / (estimated share), or its
-    inverse where that is smaller; 1.0 = the decisions make the shares EM estimated."""
-    p = np.asarray(posteriors, np.float64)
+def reweighted(posteriors: np.ndarray, test: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """(N, K) posteriors under `train` -> the same under `test`, renormalised over K."""
+    q = np.asarray(posteriors, np.float64) * ratios(test, train)
+    return q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+
+
+def agreement(
+    posteriors: np.ndarray, test: np.ndarray, train: np.ndarray, coarse_weight: float = 0.0
+) -> float:
+    """(N, K) posteriors under `train` reweighted to `test` (or (N, 2K): the fine pass's, then
+    the coarse pass's, each reweighted, then blended with `coarse_weight` on the coarse): the
+    smallest, over classes of at least AGREEMENT_MIN_SHARE, of (share the argmax decides) /
+    (estimated share), or its inverse where that is smaller; 1.0 = the decisions make the
+    shares EM estimated."""
+    k = len(test)
     judged = (test >= AGREEMENT_MIN_SHARE) & (train >= MIN_PRIOR)
-    if len(p) == 0 or not judged.any():
+    if len(posteriors) == 0 or not judged.any():
         return 1.0
-    decided = np.bincount((p * ratios(test, train)).argmax(axis=1), minlength=len(test)) / len(p)
+    made = reweighted(posteriors[:, :k], test, train)
+    if posteriors.shape[1] == 2 * k:
+        coarse = reweighted(posteriors[:, k:], test, train)
+        made = (1.0 - coarse_weight) * made + coarse_weight * coarse
+    decided = np.bincount(made.argmax(axis=1), minlength=k) / len(made)
     r = decided[judged] / test[judged]
     return float(np.minimum(r, 1.0 / np.maximum(r, 1e-12)).min())
 
 
-def scene_shift(batches: Iterable[Batch], train_prior: tuple[float, ...]) -> PriorShift:
-    """The `PriorShift` of one scene from a first pass over its windows.
+def scene_shift(
+    batches: Iterable[Batch], train_prior: tuple[float, ...], coarse_weight: float = 0.0
+) -> PriorShift:
+    """The `PriorShift` of one scene from a first pass over its windows: probabilities
+    (B, K, S, S), or (B, 2K, S, S) where the coarse pass runs (the fine pass's, then the coarse
+    pass's; the mask blends them with `coarse_weight` on the coarse).
 
     An estimate the posteriors cannot support is not trusted and the scene is left unadapted:
     - pinned at the bound: the network's posteriors for a class are too weak to be read as
@@ -161,13 +179,17 @@ def scene_shift(batches: Iterable[Batch], train_prior: tuple[float, ...]) -> Pri
       buildings 24 % in training, 59 % in the scene, predicted 63 %; EM estimated 91 % and the
       mask came out 97 % buildings, mIoU 0.687 -> 0.324; docs/recipe.md rows 111, 114)."""
     prior = np.asarray(train_prior, np.float64)
-    posteriors = sample_posteriors(batches, len(prior))
-    test = estimate_priors(posteriors, prior)
+    k = len(prior)
+    sampled = sample_posteriors(batches, k)
+    # The estimate comes from the fine pass alone (the coarse pass's softer posteriors would
+    # read as rarer classes); the decisions are judged on the blend of both passes, each
+    # reweighted, which is what the mask is made from (docs/recipe.md row 117).
+    test = estimate_priors(sampled[:, :k], prior)
     train = tuple(float(x) for x in prior)
     estimate = tuple(float(x) for x in test)
     if pinned(test, prior):
         return PriorShift(train, train, estimate=estimate)
-    agree = agreement(posteriors, test, prior)
+    agree = agreement(sampled, test, prior, coarse_weight)
     if agree < MIN_AGREEMENT:
         return PriorShift(train, train, estimate=estimate, agreement=agree)
     return PriorShift(train, estimate, agreement=agree)

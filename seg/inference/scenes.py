@@ -253,19 +253,25 @@ def _predict_scene(
         prior = info.class_prior if opts.adapt_priors else None
         first = 0 if prior is None else window_count(scene.height, scene.width, size, size)
         bar.reset(n + first, f"windows {stem(path)}")
+        coarse = coarse_pass.wanted(opts.coarse_pass, info, scene_gsd(facts))
+        scale = coarse_pass.network_scale(info)
+        tags = {**tags, "SEG_COARSE_PASS": coarse}
+        shift: PriorShift | None = None
         if prior is not None:
             # A first pass over non-overlapping windows estimates this scene's class shares.
             grid = batches(
                 read, scene.height, scene.width, size=size, stride=size, norm=norm,
                 batch_size=opts.batch_size,
             )  # fmt: skip
-            shift = scene_shift(predicted(prefetch(grid), model, bar.advance), prior)
-        # After the class-share pass: EM reads the blend's softer posteriors as rarer classes.
-        model, coarse = coarse_pass.blended(model, opts.coarse_pass, info, scene_gsd(facts))
-        tags = {**tags, "SEG_COARSE_PASS": coarse}
-        if prior is not None:
-            model = adapted(model, shift)
+            first_model = coarse_pass.stacked(model, scale) if coarse else model
+            weight = coarse_pass.WEIGHT if coarse else 0.0
+            shift = scene_shift(predicted(prefetch(grid), first_model, bar.advance), prior, weight)
             tags = {**tags, "SEG_PRIORS": shift.tag()}
+        if coarse:
+            # Each pass reweighted, then blended (seg.inference.coarse_pass says why).
+            model = coarse_pass.with_coarse_pass(model, scale, shift.apply if shift else None)
+        elif shift is not None:
+            model = adapted(model, shift)
         writer = SceneOutputs(
             scene, dst, list(info.class_names), probabilities=opts.probabilities, tags=tags
         )

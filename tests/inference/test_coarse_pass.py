@@ -73,6 +73,28 @@ def test_blend_is_two_thirds_fine_one_third_the_2x2_means_resized_back() -> None
     assert len(seen) == 1
 
 
+def test_the_class_share_reweighting_acts_on_each_pass_before_the_blend() -> None:
+    """Reweighting is not linear (it renormalises), so its place matters: on each pass, then
+    blended (rows 108, 117: on the blend it cost thin classes)."""
+    from seg.inference.priors import PriorShift
+
+    def model(batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        """Undecided at full size, class 0 at 90 % at half size."""
+        b, _, h, w = batch.shape
+        p0 = 0.5 if h == 64 else 0.9
+        return np.stack([np.full((b, h, w), p0), np.full((b, h, w), 1.0 - p0)], 1).astype(
+            np.float32
+        )
+
+    shift = PriorShift((0.5, 0.5), (0.1, 0.9))  # factors 0.2 and 1.8
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    probs = with_coarse_pass(model, 1.0, shift.apply)(x)
+    # fine 0.5 / 0.5 -> 0.1 / 0.9; coarse 0.9 / 0.1 -> 0.5 / 0.5; blended: 0.9 * 2/3 + 0.5 / 3
+    np.testing.assert_allclose(probs[:, 1], 0.9 * (1 - WEIGHT) + 0.5 * WEIGHT, atol=1e-5)
+    on_the_blend = shift.apply(with_coarse_pass(model, 1.0)(x))
+    assert abs(float(on_the_blend[0, 1, 0, 0]) - float(probs[0, 1, 0, 0])) > 0.05
+
+
 def test_predict_blends_the_coarse_pass_on_fine_imagery_only(seg_run: Run, tmp_path: Path) -> None:
     """Through the CLI: on 0.5 m pixels the default is the coarse pass (the same probabilities as
     `on`, others than `off`); on 5 m pixels it is `off`. The class-share estimate, from the fine

@@ -119,6 +119,41 @@ def test_an_estimate_its_own_decisions_contradict_is_not_applied() -> None:
     assert kept.agreement is not None and kept.agreement > 0.9
 
 
+def test_the_decisions_are_judged_on_the_blend_the_mask_is_made_from() -> None:
+    """Fine-pass posteriors then the coarse pass's, (N, 2K): the estimate comes from the fine
+    pass alone; its decisions are judged on the blend of both, each reweighted. The vegas case
+    (row 117): a coarse pass that all but misses a thin class takes it out of the mask."""
+    post, _ = gaussian_posteriors([0.6, 0.4], [0.3, 0.7], 20_000)
+    fine_only = scene_shift(batch_of(post), (0.3, 0.7))
+    assert fine_only.estimate is None and fine_only.test[1] == pytest.approx(0.4, abs=0.02)
+    blind = np.tile([[0.98, 0.02]], (len(post), 1))  # the coarse pass: class 1 at 2 %
+    both = batch_of(np.concatenate([post, blind], axis=1))
+    shift = scene_shift(both, (0.3, 0.7), 1.0 / 3.0)
+    assert shift.estimate == pytest.approx(fine_only.test)  # the estimate: the fine pass's
+    assert shift.agreement is not None and shift.agreement < MIN_AGREEMENT
+    np.testing.assert_allclose(shift.factors, 1.0)  # not applied
+    # The same samples with no weight on the coarse pass: the fine pass's verdict.
+    unweighted = scene_shift(batch_of(np.concatenate([post, blind], axis=1)), (0.3, 0.7), 0.0)
+    assert unweighted.test == fine_only.test and unweighted.agreement == fine_only.agreement
+
+
+def test_stacked_gives_the_fine_and_the_coarse_probabilities() -> None:
+    from seg.inference.coarse_pass import blend, fine_and_coarse, stacked, with_coarse_pass
+
+    def model(batch: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        p1 = 1.0 / (1.0 + np.exp(-batch[:, :1]))  # (B, 1, S, S)
+        return np.concatenate([1.0 - p1, p1], axis=1).astype(np.float32)
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 128, 128)).astype(np.float32)
+    out = stacked(model, 0.5)(x)
+    assert out.shape == (2, 4, 128, 128)
+    np.testing.assert_allclose(out[:, :2], model(x), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 2:], fine_and_coarse(model, 0.5)(x, None)[1], rtol=1e-6)
+    assert not np.allclose(out[:, 2:], out[:, :2])
+    mask_probs = with_coarse_pass(model, 0.5)(x)
+    np.testing.assert_allclose(blend(out[:, :2], out[:, 2:]), mask_probs, rtol=1e-6)
+
+
 def test_adapted_reweights_what_the_model_gives() -> None:
     from seg.inference.scenes import adapted
 
