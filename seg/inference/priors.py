@@ -35,8 +35,10 @@ MAX_RATIO = 10.0
 MIN_AGREEMENT = 0.7
 AGREEMENT_MIN_SHARE = 0.01  # a class under 1 % of the scene is judged by too few pixels
 PIXEL_STEP = 4  # every 4th pixel of every 4th row of the first pass feeds the estimate
-MAX_SAMPLES = 2_000_000  # (N, K) float64 stays under ~100 MB for K up to 6
-# One batch of the first pass: (windows, probabilities (B, K, S, S), valid masks [(h, w)]).
+# (N, K) float64 is ~100 MB for K = 6; with the coarse pass the samples are (N, 2K) and judging
+# them holds three (N, K) float64 arrays at once: ~400 MB at most for K = 6 (by their sizes).
+MAX_SAMPLES = 2_000_000
+# One batch of the first pass: (windows, probabilities (B, K or 2K, S, S), valid masks [(h, w)]).
 Batch = tuple[list[Window], np.ndarray, list[np.ndarray]]
 
 
