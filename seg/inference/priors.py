@@ -47,6 +47,13 @@ def ratios(test: np.ndarray, train: np.ndarray) -> np.ndarray:
     return np.where(train >= MIN_PRIOR, test / np.maximum(train, MIN_PRIOR), 1.0)
 
 
+def reweighted(probs: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Probabilities with classes on axis 1, (N, K) or (B, K, S, S), times per-class `factors`
+    (K,) and renormalised over K; the dtype follows `probs` and `factors`."""
+    q = probs * factors.reshape((1, -1) + (1,) * (probs.ndim - 2))
+    return q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+
+
 def estimate_priors(
     posteriors: np.ndarray,
     train_prior: np.ndarray,
@@ -68,8 +75,7 @@ def estimate_priors(
     active = prior >= MIN_PRIOR
     test = prior.copy()
     for _ in range(iterations):
-        q = p * ratios(test, prior)  # (N, K) posteriors under the current test prior, unnormalised
-        q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+        q = reweighted(p, ratios(test, prior))  # (N, K) posteriors under the current test prior
         low, high = prior / MAX_RATIO, prior * MAX_RATIO
         new = np.where(active, np.clip(q.mean(axis=0), low, high), prior)
         new /= new.sum()
@@ -97,8 +103,7 @@ class PriorShift:
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         """(B, K, S, S) probabilities -> the same reweighted and renormalised over K."""
-        q = probs * self.factors[None, :, None, None]
-        return q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+        return reweighted(probs, self.factors)
 
     def tag(self) -> dict[str, list[float]]:
         """What the mask's SEG_PRIORS tag records."""
@@ -138,12 +143,6 @@ def pinned(test: np.ndarray, train: np.ndarray) -> bool:
     return bool((r <= 1.02 / MAX_RATIO).any() or (r >= MAX_RATIO / 1.02).any())
 
 
-def reweighted(posteriors: np.ndarray, test: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """(N, K) posteriors under `train` -> the same under `test`, renormalised over K."""
-    q = np.asarray(posteriors, np.float64) * ratios(test, train)
-    return q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
-
-
 def agreement(
     posteriors: np.ndarray, test: np.ndarray, train: np.ndarray, coarse_weight: float = 0.0
 ) -> float:
@@ -156,9 +155,11 @@ def agreement(
     judged = (test >= AGREEMENT_MIN_SHARE) & (train >= MIN_PRIOR)
     if len(posteriors) == 0 or not judged.any():
         return 1.0
-    made = reweighted(posteriors[:, :k], test, train)
-    if posteriors.shape[1] == 2 * k:
-        coarse = reweighted(posteriors[:, k:], test, train)
+    p = np.asarray(posteriors, np.float64)
+    factors = ratios(test, train)
+    made = reweighted(p[:, :k], factors)
+    if p.shape[1] == 2 * k:
+        coarse = reweighted(p[:, k:], factors)
         made = (1.0 - coarse_weight) * made + coarse_weight * coarse
     decided = np.bincount(made.argmax(axis=1), minlength=k) / len(made)
     r = decided[judged] / test[judged]

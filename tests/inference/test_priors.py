@@ -133,7 +133,7 @@ def test_the_decisions_are_judged_on_the_blend_the_mask_is_made_from() -> None:
     assert shift.agreement is not None and shift.agreement < MIN_AGREEMENT
     np.testing.assert_allclose(shift.factors, 1.0)  # not applied
     # The same samples with no weight on the coarse pass: the fine pass's verdict.
-    unweighted = scene_shift(batch_of(np.concatenate([post, blind], axis=1)), (0.3, 0.7), 0.0)
+    unweighted = scene_shift(both, (0.3, 0.7), 0.0)
     assert unweighted.test == fine_only.test and unweighted.agreement == fine_only.agreement
 
 
