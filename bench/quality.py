@@ -498,6 +498,11 @@ def main() -> None:
             " steps are many times dearer (seg's precision auto uses fp32 here); pass"
             " --loop-precision fp32 for a loop that is not starved"
         )
+    # before the work folder: a refused run leaves nothing behind
+    names = args.sets.split(",")
+    unknown = sorted(set(names) - set(SETS))
+    if unknown and not args.quick:  # --quick makes synthetic sets of any name
+        ap.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}")
     work = Path(args.work or tempfile.mkdtemp(prefix="seg-quality-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -508,10 +513,6 @@ def main() -> None:
         "predict": args.predict,
         "loop_precision": args.loop_precision,
     }
-    names = args.sets.split(",")
-    unknown = sorted(set(names) - set(SETS))
-    if unknown and not args.quick:  # --quick makes synthetic sets of any name
-        ap.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}")
     for name, data in data_sets(names, args.quick, work).items():
         import rasterio
 

@@ -14,13 +14,16 @@ import pytest
 from train_helpers import ROOT, env
 
 
-def bench(*args: str | Path, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run bench/quality.py with `args` as the README does; its output as text."""
+def bench(
+    *args: str | Path, cwd: Path = ROOT, timeout: int = 600, tmp: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run bench/quality.py with `args` as the README does; its output as text. `tmp`: its
+    TMPDIR, where it makes its work folder when given no --work."""
     return subprocess.run(
         [sys.executable, str(ROOT / "bench" / "quality.py"), *map(str, args)],
         capture_output=True,
         text=True,
-        env=env(),
+        env={**env(), "TMPDIR": str(tmp)} if tmp else env(),
         cwd=cwd,
         timeout=timeout,
     )
@@ -56,8 +59,10 @@ def test_bench_quality_quick(tmp_path: Path) -> None:
 
 
 def test_an_unknown_set_is_refused_naming_the_sets(tmp_path: Path) -> None:
-    res = bench("--sets", "kampala,paris", cwd=tmp_path, timeout=120)
+    (tmp := tmp_path / "tmp").mkdir()
+    res = bench("--sets", "kampala,paris", cwd=tmp_path, timeout=120, tmp=tmp)
     assert res.returncode == 2
+    assert not list(tmp.glob("seg-quality-*"))  # refused before its work folder was made
     assert (
         "unknown set(s) paris; choose from kampala, vegas, atlanta, kampala_blocks, naip"
         in res.stderr
