@@ -15,6 +15,7 @@ and written here only; the rest is the training run's own state:
     dtype         the training scenes' pixel type                         (CheckpointInfo)
     metadata      the fitted metadata codec of a conditioned network      (CheckpointInfo)
     class_prior   [K floats] class shares of the training labels          (CheckpointInfo)
+    calibration   {"temperature", "bias", "prior"} fitted on val pixels     (CheckpointInfo)
     state_dict    the segmentation network's weights (the generator, for pix2pix)
     config        the whole resolved experiment config
     -- for resuming (absent in inference-only files) --
@@ -59,6 +60,9 @@ class CheckpointInfo:
     # Class shares of the training labels (seg.inference.priors adapts to a scene's); None in
     # old checkpoints.
     class_prior: tuple[float, ...] | None = None
+    # The posteriors' calibration on the val split (seg.evaluation.calibration), which the
+    # class-share estimate reads them through; None in old checkpoints or without val pixels.
+    calibration: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def name(self) -> str:
@@ -89,6 +93,8 @@ class CheckpointInfo:
             state["metadata"] = dict(self.metadata)
         if self.class_prior is not None:
             state["class_prior"] = list(self.class_prior)
+        if self.calibration is not None:
+            state["calibration"] = dict(self.calibration)
         return state
 
     @classmethod
@@ -112,6 +118,7 @@ class CheckpointInfo:
                     if state.get("class_prior") is not None
                     else None
                 ),
+                calibration=dict(state["calibration"]) if state.get("calibration") else None,
             )
             _ = info.name, info.in_channels, info.num_classes
         except (KeyError, TypeError, ValueError) as exc:
@@ -129,6 +136,15 @@ class CheckpointInfo:
             raise CheckpointError(
                 f"{path} is inconsistent: {len(info.class_prior)} class priors for"
                 f" {info.num_classes} classes"
+            )
+        cal = info.calibration
+        if cal is not None and not (
+            len(cal.get("bias", ())) == len(cal.get("prior", ())) == info.num_classes
+            and float(cal.get("temperature", 0)) > 0
+        ):
+            raise CheckpointError(
+                f"{path} is inconsistent: its calibration does not describe {info.num_classes}"
+                " classes with a positive temperature"
             )
         return info
 

@@ -325,6 +325,7 @@ def make_checkpoint(
     size: int = 64,
     dtype: str | None = "uint8",
     class_prior: tuple[float, ...] | None = None,
+    calibration: dict[str, Any] | None = None,
     **model: Any,
 ) -> Path:
     """A checkpoint as `seg train` writes it (the same `CheckpointInfo` and `save_checkpoint`),
@@ -344,6 +345,24 @@ def make_checkpoint(
         size=size,
         dtype=dtype,
         class_prior=class_prior,
+        calibration=calibration,
     )
     save_checkpoint(str(path), info, build_model(info.model).state_dict())
     return path
+
+
+def distorted(
+    n: int, share: float, power: float, lean: float, seed: int = 0, trained: float | None = None
+) -> tuple:
+    """Pixels of two 1-D Gaussians (means 0 and 2) drawn with class-1 share `share`: the exact
+    log-posteriors of a network trained where class 1 has the share `trained` (default: the
+    same), distorted as an over-sure network leaning to class 1 would give them
+    (log p * power + [0, lean]), and the labels."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < share).astype(int)
+    x = rng.normal(2.0 * y, 1.0)
+    log_lik = np.stack([-0.5 * x**2, -0.5 * (x - 2.0) ** 2], axis=1)  # (N, 2)
+    t = share if trained is None else trained
+    log_post = log_lik + np.log([1 - t, t])
+    z = log_post * power + np.array([0.0, lean])
+    return z - np.logaddexp.reduce(z, axis=1, keepdims=True), y

@@ -49,7 +49,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, ...]]):
         split: str | None = None,
         codec: MetadataCodec | None = None,
     ) -> None:
-        self.store_path = store_path
+        self.store_path, self.split = store_path, split
         self.scene_ids = list(scene_ids)
         self.norm = norm
         store = store or WindowStore.open(store_path)

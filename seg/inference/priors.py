@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from seg.evaluation.calibration import Calibration
 from seg.geo.grid import Window
 
 MIN_PRIOR = 1e-6  # a class (almost) absent from training is left as it is
@@ -97,10 +99,16 @@ class PriorShift:
     # decisions disagreed with it (`agreement` below MIN_AGREEMENT).
     estimate: tuple[float, ...] | None = None
     agreement: float | None = None
+    # The calibration's temperature where the shares were estimated on calibrated posteriors
+    # (p ** (1/T) up to the bias): their factors w act on the network's own probabilities as
+    # w ** T, which makes the same decisions as w on p ** (1/T) without the bias, so an
+    # unshifted scene keeps the network's own decisions.
+    power: float = 1.0
 
     @property
     def factors(self) -> np.ndarray:
-        return ratios(np.asarray(self.test), np.asarray(self.train)).astype(np.float32)
+        w = ratios(np.asarray(self.test), np.asarray(self.train)) ** self.power
+        return w.astype(np.float32)
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         """(B, K, S, S) probabilities -> the same reweighted and renormalised over K."""
@@ -116,6 +124,8 @@ class PriorShift:
             tag["rejected"] = [round(x, 5) for x in self.estimate]
         if self.agreement is not None:
             tag["agreement"] = [round(self.agreement, 4)]
+        if self.power != 1.0:
+            tag["temperature"] = [round(self.power, 4)]
         return tag
 
 
@@ -168,11 +178,16 @@ def agreement(
 
 
 def scene_shift(
-    batches: Iterable[Batch], train_prior: tuple[float, ...], coarse_weight: float = 0.0
+    batches: Iterable[Batch],
+    train_prior: tuple[float, ...],
+    coarse_weight: float = 0.0,
+    calibration: dict[str, Any] | None = None,
 ) -> PriorShift:
     """The `PriorShift` of one scene from a first pass over its windows: probabilities
     (B, K, S, S), or (B, 2K, S, S) where the coarse pass runs (the fine pass's, then the coarse
-    pass's; the mask blends them with `coarse_weight` on the coarse).
+    pass's; the mask blends them with `coarse_weight` on the coarse). With the checkpoint's
+    `calibration` (seg.evaluation.calibration) EM reads calibrated posteriors against the
+    held-out pixels' shares instead of the raw ones against the training labels' shares.
 
     An estimate the posteriors cannot support is not trusted and the scene is left unadapted:
     - pinned at the bound: the network's posteriors for a class are too weak to be read as
@@ -182,18 +197,23 @@ def scene_shift(
       predicts the scene's shares, read as one leaning to its training shares (kampala_wide:
       buildings 24 % in training, 59 % in the scene, predicted 63 %; EM estimated 91 % and the
       mask came out 97 % buildings, mIoU 0.687 -> 0.324; docs/recipe.md rows 111, 114)."""
-    prior = np.asarray(train_prior, np.float64)
-    k = len(prior)
+    k = len(train_prior)
     sampled = sample_posteriors(batches, k)
+    cal = Calibration.from_json(calibration) if calibration else None
+    if cal is not None:  # each pass's posteriors calibrated alike: (N, K) or (N, 2K)
+        parts = [cal.probs(sampled[:, i : i + k]) for i in range(0, sampled.shape[1], k)]
+        sampled = np.concatenate(parts, axis=1) if len(sampled) else sampled
+    prior = np.asarray(cal.prior if cal else train_prior, np.float64)
     # The estimate comes from the fine pass alone (the coarse pass's softer posteriors would
     # read as rarer classes); the decisions are judged on the blend of both passes, each
     # reweighted, which is what the mask is made from (docs/recipe.md row 117).
     test = estimate_priors(sampled[:, :k], prior)
     train = tuple(float(x) for x in prior)
     estimate = tuple(float(x) for x in test)
+    power = cal.temperature if cal else 1.0
     if pinned(test, prior):
-        return PriorShift(train, train, estimate=estimate)
+        return PriorShift(train, train, estimate=estimate, power=power)
     agree = agreement(sampled, test, prior, coarse_weight)
     if agree < MIN_AGREEMENT:
-        return PriorShift(train, train, estimate=estimate, agreement=agree)
-    return PriorShift(train, estimate, agreement=agree)
+        return PriorShift(train, train, estimate=estimate, agreement=agree, power=power)
+    return PriorShift(train, estimate, agreement=agree, power=power)

@@ -27,14 +27,7 @@ from seg.data.window_prep import Normalisation, scene_stats
 from seg.errors import ConfigError, InputError
 from seg.geo.grid import Window, check_geometry, window_count
 from seg.geo.labels import stem
-from seg.geo.raster import (
-    READ_ERRORS,
-    SceneInfo,
-    damaged,
-    expand_inputs,
-    open_raster,
-    scene_info,
-)
+from seg.geo.raster import READ_ERRORS, SceneInfo, damaged, expand_inputs, open_raster, scene_info
 from seg.inference import coarse_pass
 from seg.inference.batches import WindowReader, batches, predicted, window_reader
 from seg.inference.loading import WindowModel, load_for
@@ -264,8 +257,9 @@ def _predict_scene(
                 batch_size=opts.batch_size,
             )  # fmt: skip
             first_model = coarse_pass.stacked(model, scale) if coarse else model
+            sampled = predicted(prefetch(grid), first_model, bar.advance)
             weight = coarse_pass.WEIGHT if coarse else 0.0
-            shift = scene_shift(predicted(prefetch(grid), first_model, bar.advance), prior, weight)
+            shift = scene_shift(sampled, prior, weight, info.calibration)
             tags = {**tags, "SEG_PRIORS": shift.tag()}
         if coarse:
             # Each pass reweighted, then blended (seg.inference.coarse_pass says why).

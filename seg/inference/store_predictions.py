@@ -111,9 +111,8 @@ def predict_store(
         "store": store_path,
         "checkpoint": checkpoint,
         # seg stitch adapts to each scene's class shares, as seg predict does on scenes.
-        "class_prior": (
-            list(info.class_prior) if opts.adapt_priors and info.class_prior is not None else None
-        ),
+        "class_prior": list(info.class_prior or []) if opts.adapt_priors else None,
+        "calibration": info.calibration if opts.adapt_priors else None,
     }
     norm = Normalisation.of(info)
     summary = PredictSummary(scenes=len(ids))
@@ -263,8 +262,9 @@ def stitch_predictions(
             wins = np.asarray(group["window"][:]).reshape(-1, 4)
             order = np.lexsort((wins[:, 1], wins[:, 0]))  # row-major, as the stitcher needs
             shift = None
-            if meta.get("class_prior") is not None:
-                shift = scene_shift(_stored(group, wins), tuple(meta["class_prior"]))
+            if meta.get("class_prior"):
+                prior, cal = tuple(meta["class_prior"]), meta.get("calibration")
+                shift = scene_shift(_stored(group, wins), prior, calibration=cal)
                 tags["SEG_PRIORS"] = shift.tag()
             outputs = SceneOutputs(info, paths, classes, probabilities=probabilities, tags=tags)
             with outputs.open() as sink:

@@ -158,9 +158,8 @@ class Session:
                 classes=self.classes,
                 reporter=self.reporter,
             )
-        self.validator = Validator(
-            val_set, cfg, self.device, ddp=self.ddp, class_names=self.classes
-        )
+        names = self.classes
+        self.validator = Validator(val_set, cfg, self.device, ddp=self.ddp, class_names=names)
         self.stopping = EarlyStopping(cfg.early_stopping)
         self.epoch = self.global_step = self.batch_in_epoch = 0
         self.lr_applied = 0.0  # the lr_id of the last control.json LR request applied
@@ -171,6 +170,7 @@ class Session:
             self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
             self.stopping.load_state_dict(state.get("early_stopping", {}))
             self.draws.load_state_dict(state.get("draws", {}))
+            self.validator.load_state_dict(state)
             run_folder.set_rng_state(state["rng"])
         self.signal: str | None = None
         # Last, after every check: one writer per run folder (a second `seg train --out` into
@@ -214,6 +214,7 @@ class Session:
             provenance=self.provenance,
             metadata=self.codec.to_json() if self.codec else None,
             class_prior=tuple(round(float(x), 6) for x in self.class_prior),
+            calibration=cal.to_json() if (cal := self.validator.calibration) else None,
         )
 
     def _metadata_codec(self, state: dict[str, Any] | None, path: str) -> MetadataCodec | None:

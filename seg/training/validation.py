@@ -15,14 +15,20 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
+from seg.classes import IGNORE
 from seg.config import EarlyStoppingSection, TrainConfig
 from seg.data.dataset import WindowDataset
 from seg.errors import ConfigError
+from seg.evaluation.calibration import Calibration, fit_calibration
 from seg.evaluation.metrics import ConfusionMatrix
 from seg.training.runtime import Distributed
 from seg.training.steps import Step
 
 GLOBAL_METRICS = ("miou", "mf1", "accuracy", "loss")
+# The calibration is fitted on every CALIBRATION_STEP-th pixel of every CALIBRATION_STEP-th row
+# of the val windows (neighbours say little more), at most CALIBRATION_PIXELS of them.
+CALIBRATION_STEP = 4
+CALIBRATION_PIXELS = 400_000
 
 
 def metric_value(name: str, result: dict[str, Any]) -> float:
@@ -67,6 +73,11 @@ class Validator:
         self.class_names = class_names
         self.preview_ids = list(range(min(preview, len(dataset))))
         self._preview: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        # The posteriors' calibration on the last validation's pixels (None: too few). Not on
+        # training windows (a store without a val split), which the network has learnt: fitted
+        # there it would read an over-sure network as an unsure one.
+        self.calibration: Calibration | None = None
+        self.calibrate = dataset.split != cfg.data.train_split
 
     def run(self, step: Step, should_stop: Any) -> dict[str, Any]:
         """Metrics over this rank's share, summed over ranks. Stops early (returns {}) when
@@ -74,6 +85,7 @@ class Validator:
         step.eval()
         cm = ConfusionMatrix(len(self.class_names), self.class_names)
         loss_sum, batches = 0.0, 0
+        picked: list[tuple[np.ndarray, np.ndarray]] = []  # (n, K) log-probabilities, (n,) labels
         for image, mask, *meta in self.loader:  # meta: [(B, M)] for a conditioned network
             if should_stop():
                 return {}
@@ -83,6 +95,8 @@ class Validator:
             if math.isfinite(loss):
                 loss_sum, batches = loss_sum + loss, batches + 1
             cm.update(logits.argmax(1).cpu().numpy(), mask.cpu().numpy())
+            if self.calibrate and sum(len(y) for _, y in picked) < CALIBRATION_PIXELS:
+                picked.append(_pixels(logits, mask))
         totals = torch.tensor([loss_sum, float(batches)], dtype=torch.float64)
         counts = torch.from_numpy(cm.cm)
         if self.ddp.enabled:
@@ -91,7 +105,16 @@ class Validator:
             cm.cm = counts.numpy()
         result = cm.compute()
         result["val_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
+        if picked:
+            z = np.concatenate([p for p, _ in picked])[:CALIBRATION_PIXELS]
+            y = np.concatenate([y for _, y in picked])[:CALIBRATION_PIXELS]
+            self.calibration = fit_calibration(z, y)
         return result
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A resumed run keeps its checkpoint's calibration until it validates again."""
+        saved = state.get("calibration")
+        self.calibration = Calibration.from_json(saved) if saved else None
 
     def _preview_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(images (N, C, S, S), truths (N, S, S), meta (N, M) or None) of the fixed first val
@@ -118,6 +141,17 @@ class Validator:
         on = None if meta is None else meta.to(self.device)
         preds = step.eval_logits(images.to(self.device), on).argmax(1).cpu()
         return preview_grid(images.numpy(), truths.numpy(), preds.numpy())
+
+
+def _pixels(logits: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K, H, W) logits and (B, H, W) labels -> every CALIBRATION_STEP-th labelled pixel:
+    (n, K) log-probabilities and (n,) labels."""
+    s = CALIBRATION_STEP
+    z = torch.log_softmax(logits[:, :, ::s, ::s].float(), dim=1)
+    y = mask[:, ::s, ::s]
+    keep = (y != IGNORE) & (y < logits.shape[1])
+    # (B, K, h, w) -> (B, h, w, K) -> (n, K) at the labelled pixels
+    return z.permute(0, 2, 3, 1)[keep].cpu().numpy(), y[keep].long().cpu().numpy()
 
 
 def _on(meta: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:

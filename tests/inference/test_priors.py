@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import make_checkpoint, synthetic_pair, write_geotiff
+from conftest import distorted, make_checkpoint, synthetic_pair, write_geotiff
 
 from seg.inference.priors import (
     MAX_RATIO,
@@ -164,6 +164,24 @@ def test_adapted_reweights_what_the_model_gives() -> None:
     assert out[:, 0].mean() > probs[:, 0].mean() + 0.1  # towards the scene's 80 % class 0
 
 
+def through_store(
+    seg_run: Run, src: Path, ckpt: Path, root: str
+) -> tuple[np.ndarray, dict[str, str]]:
+    """`seg tile` the scene, `seg predict --store` and `seg stitch`: the mask and its tags."""
+    from seg.geo.raster import open_raster
+
+    store, preds, stitched = (f"{root}/{n}" for n in ("ds.zarr", "preds.zarr", "stitched"))
+    code, _, err = seg_run("tile", src, "--out", store, "--size", "64", "--stride", "48", "-q")
+    assert code == 0, err
+    fp32 = ("--precision", "fp32", "--overlap", "16", "-q")
+    code, _, err = seg_run("predict", "--store", store, "-k", ckpt, "--out", preds, *fp32)
+    assert code == 0, err
+    code, _, err = seg_run("stitch", preds, "--out", stitched, "-q")
+    assert code == 0, err
+    with open_raster(f"{stitched}/s_mask.tif") as m:
+        return m.read(1), m.tags()
+
+
 def test_predict_records_each_scene_estimate_and_stitch_agrees(
     seg_run: Run, tmp_path: Path, root: str
 ) -> None:
@@ -196,18 +214,60 @@ def test_predict_records_each_scene_estimate_and_stitch_agrees(
     np.testing.assert_array_equal(off, plain)  # the same weights, not adapted
     np.testing.assert_array_equal(adapted, off)  # a pinned estimate is not applied
 
-    store, preds, stitched = (f"{root}/{n}" for n in ("ds.zarr", "preds.zarr", "stitched"))
-    code, _, err = seg_run("tile", src, "--out", store, "--size", "64", "--stride", "48", "-q")
-    assert code == 0, err
-    code, _, err = seg_run("predict", "--store", store, "-k", with_prior, "--out", preds, *fp32)
-    assert code == 0, err
-    code, _, err = seg_run("stitch", preds, "--out", stitched, "-q")
-    assert code == 0, err
-    from seg.geo.raster import open_raster
-
-    with open_raster(f"{stitched}/s_mask.tif") as m:
-        from_store, store_tags = m.read(1), m.tags()
+    from_store, store_tags = through_store(seg_run, src, with_prior, root)
     store_priors = json.loads(store_tags["SEG_PRIORS"])
     np.testing.assert_allclose(store_priors["rejected"], priors["rejected"], atol=0.03)
     assert store_priors["scene"] == priors["scene"]
     assert (from_store == adapted).mean() > 0.97
+
+
+def test_a_calibrated_estimate_reads_an_unsure_network_right() -> None:
+    """A network unsure of itself (log-posteriors x 0.6, as the jittered networks of
+    docs/recipe.md row 120 were): EM on its raw posteriors runs a shift from 30 % to 60 % class 1
+    on to 76 % (the kampala_wide overshoot); calibrated on held-out pixels of the training shares
+    it reads 60 %, and the factors act on the raw probabilities as w ** T."""
+    from seg.evaluation.calibration import fit_calibration
+
+    z_val, y_val = distorted(50_000, 0.3, power=0.6, lean=0.0, seed=1)
+    cal = fit_calibration(z_val, y_val)
+    assert cal is not None
+    z, _ = distorted(20_000, 0.6, power=0.6, lean=0.0, seed=2, trained=0.3)
+    post = np.exp(z)
+    raw = scene_shift(batch_of(post), (0.7, 0.3))
+    calibrated = scene_shift(batch_of(post), (0.7, 0.3), calibration=cal.to_json())
+    raw_share = (raw.estimate or raw.test)[1]
+    assert calibrated.estimate is None and calibrated.test[1] == pytest.approx(0.6, abs=0.03)
+    assert raw_share > 0.7  # the raw read overshoots
+    w = np.asarray(calibrated.test) / np.asarray(calibrated.train)
+    np.testing.assert_allclose(calibrated.factors, w**cal.temperature, rtol=1e-4)
+    assert calibrated.tag()["temperature"] == [round(cal.temperature, 4)]
+    # The mask's decisions: those of w on p ** (1/T), the network's own lean kept.
+    decided = calibrated.apply(post.T[None, :, :, None].astype(np.float32))[0, :, :, 0].T
+    own = np.exp(z / cal.temperature) * w
+    assert (decided.argmax(1) == own.argmax(1)).mean() > 0.999
+
+
+def test_predict_and_stitch_read_the_shares_through_the_checkpoint_calibration(
+    seg_run: Run, tmp_path: Path, root: str
+) -> None:
+    """A checkpoint with a calibration: `seg predict` and `seg predict --store` + `seg stitch`
+    estimate against the calibration's reference shares (not the training labels') and record
+    its temperature; an inconsistent calibration is refused in one line."""
+    torch.set_num_threads(1)
+    cal = {"temperature": 2.0, "bias": [0.0, 0.0], "prior": [0.6, 0.4]}
+    ckpt = make_checkpoint(tmp_path / "c.pt", class_prior=(0.9, 0.1), calibration=cal)
+    image, _ = synthetic_pair(150, 131, 3, 3)
+    src = write_geotiff(tmp_path / "s.tif", image)
+    fp32 = ("--precision", "fp32", "--overlap", "16", "-q")
+    out = tmp_path / "m.tif"
+    code, _, err = seg_run("predict", src, "-k", ckpt, "--out", out, *fp32)
+    assert code == 0, err
+    with rasterio.open(out) as m:
+        priors = json.loads(m.tags()["SEG_PRIORS"])
+    assert priors["train"] == [0.6, 0.4] and priors["temperature"] == [2.0]
+    stitched_priors = json.loads(through_store(seg_run, src, ckpt, root)[1]["SEG_PRIORS"])
+    assert stitched_priors["train"] == [0.6, 0.4] and stitched_priors["temperature"] == [2.0]
+    wrong = {**cal, "bias": [0.0]}
+    bad = make_checkpoint(tmp_path / "bad.pt", class_prior=(0.9, 0.1), calibration=wrong)
+    code, _, err = seg_run("predict", src, "-k", bad, "--out", tmp_path / "b.tif", *fp32)
+    assert code == 1 and "calibration" in err and len(err.strip().splitlines()) == 1, err

@@ -141,8 +141,9 @@ def test_budget_too_small_is_one_line(make_store, tmp_path: Path, seg_run: Run) 
 
 
 def test_one_scene_is_enough_to_start(make_store, tmp_path: Path, seg_run: Run) -> None:
-    """All scenes in train (one scene, say): validation uses training windows, with a warning."""
-    store = make_store(splits={"a": "train"}, windows=4)
+    """All scenes in train (one scene, say): validation uses training windows, with a warning,
+    and fits no calibration on them (8 windows: 2048 sampled pixels, enough for one)."""
+    store = make_store(splits={"a": "train"}, windows=8)
     code, stdout, err = seg_run(
         "train",
         "-c",
@@ -160,6 +161,10 @@ def test_one_scene_is_enough_to_start(make_store, tmp_path: Path, seg_run: Run) 
     )
     assert code == 0, err
     assert "validating on training windows" in err and "trained: 1 epochs" in stdout
+    from seg.checkpoint import read_checkpoint
+
+    info, _ = read_checkpoint(str(tmp_path / "run" / "last.pt"))
+    assert info.class_prior is not None and info.calibration is None
 
 
 def test_warm_up_never_takes_more_than_a_fifth_of_the_schedule() -> None:

@@ -191,6 +191,15 @@ def test_short_run_learns_well_above_chance(
     support = records[-1]["per_class"]["building"]["support"]
     total = support + records[-1]["per_class"]["background"]["support"]
     assert max(building) > support / total + 0.3, building
+    # The posteriors' calibration on the val pixels, kept with the weights it was fitted to:
+    # its reference shares are the val labels' (what maximum likelihood with a bias per class
+    # gives), which EM in seg predict then reads a scene's shares against.
+    from seg.checkpoint import read_checkpoint
+
+    info, _ = read_checkpoint(str(out / "best.pt"))
+    cal = info.calibration
+    assert cal is not None and 0.25 <= cal["temperature"] <= 8.0 and len(cal["bias"]) == 2
+    assert cal["prior"][1] == pytest.approx(support / total, abs=0.02)
 
 
 def test_early_stopping_counts_epochs_without_improvement() -> None:
