@@ -26,7 +26,8 @@ from seg.training.steps import Step
 
 GLOBAL_METRICS = ("miou", "mf1", "accuracy", "loss")
 # The calibration is fitted on every CALIBRATION_STEP-th pixel of every CALIBRATION_STEP-th row
-# of the val windows (neighbours say little more), at most CALIBRATION_PIXELS of them.
+# of the val windows (neighbours say little more), at most CALIBRATION_PIXELS of them, drawn
+# evenly from every window (not the first windows only, which may be one scene's).
 CALIBRATION_STEP = 4
 CALIBRATION_PIXELS = 400_000
 
@@ -86,6 +87,8 @@ class Validator:
         cm = ConfusionMatrix(len(self.class_names), self.class_names)
         loss_sum, batches = 0.0, 0
         picked: list[tuple[np.ndarray, np.ndarray]] = []  # (n, K) log-probabilities, (n,) labels
+        per_window = CALIBRATION_PIXELS // max(1, len(self.loader.dataset))  # type: ignore[arg-type]
+        rng = np.random.default_rng(0)  # its own generator: training's RNG streams stay as they are
         for image, mask, *meta in self.loader:  # meta: [(B, M)] for a conditioned network
             if should_stop():
                 return {}
@@ -95,8 +98,8 @@ class Validator:
             if math.isfinite(loss):
                 loss_sum, batches = loss_sum + loss, batches + 1
             cm.update(logits.argmax(1).cpu().numpy(), mask.cpu().numpy())
-            if self.calibrate and sum(len(y) for _, y in picked) < CALIBRATION_PIXELS:
-                picked.append(_pixels(logits, mask))
+            if self.calibrate:
+                picked.append(_pixels(logits, mask, per_window * len(mask), rng))
         totals = torch.tensor([loss_sum, float(batches)], dtype=torch.float64)
         counts = torch.from_numpy(cm.cm)
         if self.ddp.enabled:
@@ -106,8 +109,8 @@ class Validator:
         result = cm.compute()
         result["val_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
         if picked:
-            z = np.concatenate([p for p, _ in picked])[:CALIBRATION_PIXELS]
-            y = np.concatenate([y for _, y in picked])[:CALIBRATION_PIXELS]
+            z = np.concatenate([p for p, _ in picked])
+            y = np.concatenate([y for _, y in picked])
             self.calibration = fit_calibration(z, y)
         return result
 
@@ -143,15 +146,21 @@ class Validator:
         return preview_grid(images.numpy(), truths.numpy(), preds.numpy())
 
 
-def _pixels(logits: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(B, K, H, W) logits and (B, H, W) labels -> every CALIBRATION_STEP-th labelled pixel:
-    (n, K) log-probabilities and (n,) labels."""
+def _pixels(
+    logits: torch.Tensor, mask: torch.Tensor, limit: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K, H, W) logits and (B, H, W) labels -> every CALIBRATION_STEP-th labelled pixel, or
+    `limit` of them drawn at random: (n, K) log-probabilities and (n,) labels."""
     s = CALIBRATION_STEP
     z = torch.log_softmax(logits[:, :, ::s, ::s].float(), dim=1)
     y = mask[:, ::s, ::s]
     keep = (y != IGNORE) & (y < logits.shape[1])
     # (B, K, h, w) -> (B, h, w, K) -> (n, K) at the labelled pixels
-    return z.permute(0, 2, 3, 1)[keep].cpu().numpy(), y[keep].long().cpu().numpy()
+    z_np, y_np = z.permute(0, 2, 3, 1)[keep].cpu().numpy(), y[keep].long().cpu().numpy()
+    if len(y_np) > limit:
+        pick = np.sort(rng.choice(len(y_np), limit, replace=False))
+        z_np, y_np = z_np[pick], y_np[pick]
+    return z_np, y_np
 
 
 def _on(meta: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:
