@@ -78,13 +78,17 @@ def fit_calibration(log_probs: np.ndarray, labels: np.ndarray) -> Calibration | 
     # A class absent from the held-out pixels keeps bias 0 (nothing says where it should go).
     seen = counts > 0
     bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+
+    def seen_bias() -> torch.Tensor:
+        return torch.where(seen, bias, torch.zeros_like(bias))
+
     opt = torch.optim.LBFGS(
         [log_t, bias], lr=0.5, max_iter=FIT_STEPS, line_search_fn="strong_wolfe"
     )
 
     def nll() -> torch.Tensor:
         opt.zero_grad()
-        logits = z / log_t.exp() + torch.where(seen, bias, torch.zeros_like(bias))
+        logits = z / log_t.exp() + seen_bias()
         loss = torch.nn.functional.cross_entropy(logits, y)
         loss.backward()
         return loss
@@ -92,7 +96,7 @@ def fit_calibration(log_probs: np.ndarray, labels: np.ndarray) -> Calibration | 
     opt.step(nll)
     with torch.no_grad():
         t = float(log_t.exp().clamp(MIN_TEMPERATURE, MAX_TEMPERATURE))
-        b = torch.where(seen, bias, torch.zeros_like(bias)).clamp(-MAX_BIAS, MAX_BIAS)
+        b = seen_bias().clamp(-MAX_BIAS, MAX_BIAS)
         b = torch.where(seen, b - b[seen].mean(), b)  # only differences between classes matter
         calibrated = torch.softmax(z / t + b, dim=1)
         prior = calibrated.mean(dim=0)

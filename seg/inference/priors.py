@@ -202,7 +202,7 @@ def scene_shift(
     cal = Calibration.from_json(calibration) if calibration else None
     if cal is not None:  # each pass's posteriors calibrated alike: (N, K) or (N, 2K)
         parts = [cal.probs(sampled[:, i : i + k]) for i in range(0, sampled.shape[1], k)]
-        sampled = np.concatenate(parts, axis=1) if len(sampled) else sampled
+        sampled = np.concatenate(parts, axis=1)
     prior = np.asarray(cal.prior if cal else train_prior, np.float64)
     # The estimate comes from the fine pass alone (the coarse pass's softer posteriors would
     # read as rarer classes); the decisions are judged on the blend of both passes, each
