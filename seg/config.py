@@ -122,7 +122,7 @@ class DataSection(Section):
 
     batch_size: Annotated[int, Field(ge=1)] = 8
     val_batch_size: Annotated[int | None, Field(ge=1)] = None
-    num_workers: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 0  # "auto": see workers()
     train_split: str = "train"
     val_split: str = "val"
     # Class names the experiment expects; when given they must equal the store's classes.
@@ -141,6 +141,11 @@ class DataSection(Section):
     sampling_temperature: Annotated[float, Field(gt=0.0)] = 0.1
     null_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     hard_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+
+    def workers(self) -> int:  # seg train resolves "auto" (seg.training.runtime.resolve_workers)
+        if self.num_workers == "auto":
+            raise ValueError("data.num_workers auto must be resolved (resolve_workers) first")
+        return self.num_workers
 
 
 class ModelSection(Section):

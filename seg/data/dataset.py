@@ -273,7 +273,7 @@ def train_loader(
         dataset,
         batch_size=d.batch_size,
         sampler=sampler,
-        num_workers=d.num_workers,
+        num_workers=d.workers(),
         pin_memory=pin_memory,
         drop_last=True,
         # Own generator: creating an iterator must not draw from the global torch RNG.

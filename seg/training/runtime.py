@@ -119,6 +119,23 @@ def select_device(section: TrainSection, gpus: list[int] | None, ddp: Distribute
     return torch.device("cuda", index)
 
 
+# `data.num_workers: auto` where a GPU trains or a gs:// store is read: the data is prepared
+# while the device computes, and a remote read's latency is hidden.
+AUTO_WORKERS = 2
+
+
+def resolve_workers(cfg: TrainConfig, device: torch.device, remote: bool) -> TrainConfig:
+    """The config with `data.num_workers: auto` replaced by a number: 0 where the network trains
+    on the CPU from a local store, AUTO_WORKERS otherwise. On the CPU torch's threads take every
+    core, and a worker's reading, augmenting and collating preempts one of them, which stalls
+    the whole op at its next barrier: on a 2-core CPU 159-164 steps in 100 s without workers
+    against 126-133 with two (docs/recipe.md row 129)."""
+    if cfg.data.num_workers != "auto":
+        return cfg
+    workers = AUTO_WORKERS if device.type == "cuda" or remote else 0
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"num_workers": workers})})
+
+
 def amp_dtype(section: TrainSection, device: torch.device) -> torch.dtype | None:
     """fp16 (with a grad scaler) on CUDA by default, bf16 autocast on a CPU with native bf16,
     fp32 on other CPUs (see `seg.models.precision`); None = fp32."""
@@ -178,7 +195,7 @@ def preflight(cfg: TrainConfig, device: torch.device, *, bands: int, size: int, 
     batch = cfg.data.batch_size
     need = estimate_gpu_bytes(batch, bands, size, amp)
     check_gpu(device, need, cfg.train.max_gpu_busy_fraction)
-    check_host_ram(batch, bands, size, cfg.data.num_workers)
+    check_host_ram(batch, bands, size, cfg.data.workers())
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -52,8 +52,10 @@ class Session:
         self.cfg, self.out = cfg, out
         self.data = info = open_data(data, cfg.data)
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
-        # model.scale, augment.illumination and cut_mix: auto -> numbers, saved with the run
+        self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
+        # model.scale, augment.illumination, cut_mix, data.num_workers: auto -> numbers, saved
         cfg = resolve_scale(cfg, lambda: scene_facts(info, info.train_ids))
+        cfg = runtime.resolve_workers(cfg, self.device, segfs.is_remote(data))
         self.cfg = cfg = resolve_augment(cfg, info.bands)
         self.provenance = {**code_provenance(), "data": data, "store": info.store.fingerprint()}
         check_metric_name(cfg.early_stopping.metric, self.classes)
@@ -66,12 +68,10 @@ class Session:
             cfg.pix2pix.check_fits(sizes)
         if self.ddp.is_main:
             segfs.check_writable(out)
-        self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
         self.resume_from = run_folder.choose_resume(out, resume)
         resume_path, state = self.resume_from or ("", None)
-        bands, size = info.bands, info.size
-        amp = runtime.amp_dtype(cfg.train, self.device)
-        runtime.preflight(cfg, self.device, bands=bands, size=size, amp=amp is not None)
+        bands, amp = info.bands, runtime.amp_dtype(cfg.train, self.device)
+        runtime.preflight(cfg, self.device, bands=bands, size=info.size, amp=amp is not None)
         runtime.seed_everything(cfg.train.seed + self.ddp.rank, cfg.train.deterministic)
         if state:
             run_folder.check_compatible(

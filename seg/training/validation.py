@@ -67,7 +67,7 @@ class Validator:
         shard = list(range(ddp.rank, len(dataset), ddp.world))  # this rank's share
         batch = cfg.data.val_batch_size or cfg.data.batch_size
         self.loader = DataLoader(
-            Subset(dataset, shard), batch_size=batch, num_workers=cfg.data.num_workers
+            Subset(dataset, shard), batch_size=batch, num_workers=cfg.data.workers()
         )
         preview = cfg.train.preview_windows
         self.dataset, self.device, self.ddp = dataset, device, ddp
