@@ -93,7 +93,7 @@ def quick_inputs(work: Path) -> tuple[str, str, str]:
         "--stride", "32", "--out", str(work / "ds.zarr"), "-q")  # fmt: skip
     seg("train", "--config", "configs/unet_mobilenetv2.yaml", "--data", str(work / "ds.zarr"),
         "--out", str(work / "run"), *[a for kv in (
-            "train.max_steps=80", "train.epochs=40", "data.num_workers=0", "data.batch_size=4",
+            "train.epochs=2", "train.steps_per_epoch=40", "data.num_workers=0", "data.batch_size=4",
             "optim.lr=0.003", "schedule.warmup_steps=2", "augment.noise=0",
         ) for a in ("--set", kv)])  # fmt: skip
     return str(work / "run" / "best.pt"), str(paths[1][0]), str(paths[1][1])

@@ -22,14 +22,17 @@ import rasterio
 from rasterio.transform import from_origin
 
 # The longest modules, started first: xdist hands out whole modules (--dist loadscope) and by
-# default the ones with the most tests first, which left the 3-minute quickstart (one test) for
-# last, alone on one worker while the other sat idle. Measured with --durations on 2 cores.
+# default the ones with the most tests first, which left a long module with few tests for last,
+# alone on one worker while the other sat idle. Measured with --durations on 2 cores.
 LONGEST_FIRST = (
-    "tests/test_quickstart.py",
     "tests/jobs/test_search.py",
-    "tests/bench/test_bench_search.py",
-    "tests/bench/test_bench_metadata.py",
+    "tests/training/test_metadata.py",
+    "tests/jobs/test_queue.py",
     "tests/bench/test_bench_quality.py",
+    "tests/ui/test_ui_browser.py",
+    "tests/bench/test_bench_search.py",
+    "tests/test_one_writer.py",
+    "tests/bench/test_bench_seams.py",
 )
 
 
