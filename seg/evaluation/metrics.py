@@ -125,3 +125,13 @@ def boundary_f1(counts: np.ndarray) -> float:
     precision = hit_p / n_p if n_p else 0.0
     recall = hit_t / n_t if n_t else 0.0
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def metric_value(name: str, result: dict[str, Any]) -> float:
+    """`miou`, `mf1`, `accuracy`, `loss` or `<iou|f1|precision|recall>/<class>` from a result."""
+    if name == "loss":
+        return float(result["val_loss"])
+    if "/" in name:
+        metric, cls = name.split("/", 1)
+        return float(result["per_class"][cls][metric])
+    return float(result[name])

@@ -25,6 +25,7 @@ from typing import Any
 
 from seg import fs as segfs
 from seg.errors import EXIT_DIVERGED
+from seg.evaluation.metrics import metric_value
 from seg.jobs import state as jobstate
 from seg.jobs.dispatch import enqueue, settle
 from seg.jobs.jobs_file import Job, Search, SweepEntry
@@ -32,7 +33,6 @@ from seg.jobs.prune import rule_verdict
 from seg.jobs.search_config import Range, maximise
 from seg.report import SILENT, Reporter
 from seg.training.control import request_stop
-from seg.training.validation import metric_value
 
 JOURNAL = "optuna.journal"
 

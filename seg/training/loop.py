@@ -24,12 +24,12 @@ from seg import fs as segfs
 from seg.config import dump_yaml
 from seg.data.dataset import train_loader
 from seg.errors import SegError
+from seg.evaluation.metrics import metric_value
 from seg.provenance import as_comment
 from seg.training.control import ControlWatch
 from seg.training.cut_mix import cut_mix
 from seg.training.logbook import EpochBar, Logbook
 from seg.training.session import Session
-from seg.training.validation import metric_value
 from seg.training.zoom_out import zoom_batch
 
 

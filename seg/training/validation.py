@@ -32,16 +32,6 @@ CALIBRATION_STEP = 4
 CALIBRATION_PIXELS = 400_000
 
 
-def metric_value(name: str, result: dict[str, Any]) -> float:
-    """`miou`, `mf1`, `accuracy`, `loss` or `<iou|f1|precision|recall>/<class>` from a result."""
-    if name == "loss":
-        return float(result["val_loss"])
-    if "/" in name:
-        metric, cls = name.split("/", 1)
-        return float(result["per_class"][cls][metric])
-    return float(result[name])
-
-
 def check_metric_name(name: str, classes: list[str]) -> None:
     if name in GLOBAL_METRICS:
         return
