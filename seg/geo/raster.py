@@ -124,8 +124,8 @@ def scene_info(
                 " to work in pixel coordinates"
             )
         raise InputError(
-            f"{path} has no georeference (no CRS, no geotransform); pass --pixel-space to tile"
-            " it in pixel coordinates"
+            f"{path} has no georeference (no CRS, no geotransform); pass --pixel-space to work"
+            " in pixel coordinates"
         )
     alpha = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha]
     if bands is None:
