@@ -17,8 +17,9 @@ from seg.tile_config import SplitSection, TileConfig
 
 # A short, honest training budget: enough for the synthetic buildings to be learned well. The
 # network is the shipped recipe's (configs/unet_mobilenetv2.yaml: half resolution on sub-metre
-# imagery, the narrow decoder), so the demo shows the model `seg train` makes, ~5x faster than the
-# full-resolution one (building IoU 0.965 against 0.995 on the held-out sample, 32 s against 113 s).
+# imagery, the narrow decoder), so the demo shows the model `seg train` makes: 19 windows/s
+# against 3.3 for the full-resolution one, building IoU 0.965 against 0.995 on the held-out sample,
+# the whole quickstart 32 s against 113 s.
 TRAIN_OVERRIDES = [
     "data.batch_size=4",
     "data.num_workers=0",

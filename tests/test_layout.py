@@ -197,3 +197,16 @@ def test_tests_import_helpers_by_their_own_name() -> None:
             if any(n == "tests" or n.startswith("tests.") for n in names):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "module", ["seg.cli.app", "seg.jobs.submit", "seg.data.tile", "seg.evaluation.evaluate"]
+)
+def test_commands_that_do_not_run_a_network_start_without_torch(module: str) -> None:
+    """Importing torch and smp costs ~5-7 s a process; `seg queue submit` (whose trials import
+    it in their own processes), `seg tile` and `seg eval` do not need it (CI's time budget)."""
+    import subprocess
+    import sys
+
+    probe = f"import sys, {module}; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0, f"{module} imports torch"
