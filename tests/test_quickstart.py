@@ -39,3 +39,16 @@ def test_quickstart_end_to_end_and_rerun(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr[-2000:]
     again = [json.loads(line)["step"] for line in (out / "run" / "metrics.jsonl").open()]
     assert again == steps  # the finished run was not trained again
+
+
+def test_quickstart_trains_the_shipped_recipes_network() -> None:
+    """The quickstart cannot read configs/ (not in the wheel), so it repeats the recipe's
+    network settings; they must stay the shipped config's."""
+    from seg.config import TrainConfig, load_config
+    from seg.quickstart import TRAIN_OVERRIDES
+
+    shipped = load_config(
+        TrainConfig, str(Path(__file__).parents[1] / "configs" / "unet_mobilenetv2.yaml")
+    )
+    demo = load_config(TrainConfig, None, TRAIN_OVERRIDES)
+    assert demo.model == shipped.model
