@@ -136,7 +136,9 @@ class Trainer(Session):
                     break
                 last = self.epoch + 1 >= self.epochs or self.global_step >= self.total_steps
                 if plan is None or plan.time_up or last or plan.validation_due():
-                    self._validate_and_save(log, losses, speed, t0)
+                    self._validate_and_save(
+                        log, losses, speed, t0, final=plan is not None and (plan.time_up or last)
+                    )
                 else:  # a budgeted run validates a few times, evenly in time (seg.training.budget)
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 if self.ddp.agree([float(self.signal is not None)])[0]:
@@ -157,12 +159,14 @@ class Trainer(Session):
                            es.metric, reason, self.windows_seen, spent)  # fmt: skip
 
     def _validate_and_save(
-        self, log: Logbook | None, losses: list[float], speed: float, t0: float
+        self, log: Logbook | None, losses: list[float], speed: float, t0: float, final: bool
     ) -> None:
         """Validate, log, then save last.pt (+ best.pt, + the periodic epoch snapshot); a
-        budgeted run charges the time to its plan and moves its LR horizon."""
+        budgeted run charges the time to its plan and moves its LR horizon, and its end (`final`)
+        is its best.pt: the schedule is planned to end decayed there, and a mid-run validation on
+        a subsample is too noisy to overrule it (docs/recipe.md rows 71 and 134)."""
         cfg, plan, v0 = self.cfg, self.plan, time.perf_counter()
-        improved = self._end_epoch(log, losses, speed, t0)
+        improved = self._end_epoch(log, losses, speed, t0, final)
         c0 = time.perf_counter()
         snaps = ["best.pt"] if improved else []
         every = cfg.checkpoint.every_epochs
@@ -252,15 +256,21 @@ class Trainer(Session):
         if log:
             log.event(self.global_step, f"lr set to {lr:g} (was {before:g}) through control.json")
 
-    def _end_epoch(self, log: Logbook | None, losses: list[float], speed: float, t0: float) -> bool:
-        """Validate, update early stopping, log; True when the metric improved."""
+    def _end_epoch(
+        self, log: Logbook | None, losses: list[float], speed: float, t0: float, final: bool
+    ) -> bool:
+        """Validate, update early stopping, log; True when the metric improved (or `final`:
+        the end of a budgeted run, which becomes the best)."""
         cfg = self.cfg
         result = self.validator.run(
             self.step, lambda: self.ddp.agree([float(self.signal is not None)])[0] > 0
         )
         if not result:  # a signal arrived during validation
             raise self._preempt()
-        improved = self.stopping.update(metric_value(cfg.early_stopping.metric, result), self.epoch)
+        value = metric_value(cfg.early_stopping.metric, result)
+        improved = self.stopping.update(value, self.epoch)
+        if final and not improved:
+            self.stopping.settle(value, self.epoch)
         record = {
             "epoch": self.epoch,
             "step": self.global_step,
@@ -278,7 +288,7 @@ class Trainer(Session):
             log.epoch(record, preview)
         self.epoch += 1
         self.batch_in_epoch = 0
-        return improved
+        return improved or final
 
 
 def worker_message(exc: BaseException) -> str:

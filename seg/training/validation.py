@@ -179,6 +179,10 @@ class EarlyStopping:
             self.bad_epochs += 1
         return better
 
+    def settle(self, value: float, epoch: int) -> None:
+        """Make `value` the best whatever came before (the end of a budgeted run)."""
+        self.best, self.best_epoch = value, epoch
+
     @property
     def should_stop(self) -> bool:
         return self.section.enabled and self.bad_epochs >= self.section.patience

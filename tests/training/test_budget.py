@@ -105,6 +105,9 @@ def test_budgeted_run_ends_with_a_decayed_lr_and_a_summary(
         "schedule.warmup_steps=2",
         "--set",
         "train.log_every_steps=1",
+        # the lowest mIoU is "best": a mid-run validation (early in training) would win
+        "--set",
+        "early_stopping.mode=min",
     ]
     code, stdout, err = seg_run(*args)
     assert code == 0, err
@@ -119,6 +122,13 @@ def test_budgeted_run_ends_with_a_decayed_lr_and_a_summary(
     assert records[-1]["lr"] < 0.25 * 1e-3, records[-1]["lr"]
     assert not list(out.glob("epoch_*.pt"))  # no per-epoch snapshots in a budgeted run
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
+    # The end of a budgeted run is its best.pt, whatever a mid-run validation scored.
+    assert len(records) >= 2 and records[0]["miou"] < records[-1]["miou"], records
+    from seg.checkpoint import read_checkpoint
+
+    _, best = read_checkpoint(str(out / "best.pt"))
+    assert best["step"] == summary["step"]
+    assert summary["best"] == pytest.approx(records[-1]["miou"])
 
 
 def test_budget_too_small_is_one_line(make_store, tmp_path: Path, seg_run: Run) -> None:
