@@ -159,14 +159,14 @@ class Trainer(Session):
                            es.metric, reason, self.windows_seen, spent)  # fmt: skip
 
     def _validate_and_save(
-        self, log: Logbook | None, losses: list[float], speed: float, t0: float, final: bool
+        self, log: Logbook | None, losses: list[float], speed: float, t0: float, *, final: bool
     ) -> None:
         """Validate, log, then save last.pt (+ best.pt, + the periodic epoch snapshot); a
         budgeted run charges the time to its plan and moves its LR horizon, and its end (`final`)
         is its best.pt: the schedule is planned to end decayed there, and a mid-run validation on
         a subsample is too noisy to overrule it (docs/recipe.md rows 71 and 134)."""
         cfg, plan, v0 = self.cfg, self.plan, time.perf_counter()
-        improved = self._end_epoch(log, losses, speed, t0, final)
+        improved = self._end_epoch(log, losses, speed, t0, final=final)
         c0 = time.perf_counter()
         snaps = ["best.pt"] if improved else []
         every = cfg.checkpoint.every_epochs
@@ -257,7 +257,7 @@ class Trainer(Session):
             log.event(self.global_step, f"lr set to {lr:g} (was {before:g}) through control.json")
 
     def _end_epoch(
-        self, log: Logbook | None, losses: list[float], speed: float, t0: float, final: bool
+        self, log: Logbook | None, losses: list[float], speed: float, t0: float, *, final: bool
     ) -> bool:
         """Validate, update early stopping, log; True when the metric improved (or `final`:
         the end of a budgeted run, which becomes the best)."""
