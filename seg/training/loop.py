@@ -268,9 +268,7 @@ class Trainer(Session):
         if not result:  # a signal arrived during validation
             raise self._preempt()
         value = metric_value(cfg.early_stopping.metric, result)
-        improved = self.stopping.update(value, self.epoch)
-        if final and not improved:
-            self.stopping.settle(value, self.epoch)
+        improved = self.stopping.update(value, self.epoch, final=final)
         record = {
             "epoch": self.epoch,
             "step": self.global_step,
@@ -288,7 +286,7 @@ class Trainer(Session):
             log.epoch(record, preview)
         self.epoch += 1
         self.batch_in_epoch = 0
-        return improved or final
+        return improved
 
 
 def worker_message(exc: BaseException) -> str:

@@ -167,21 +167,21 @@ class EarlyStopping:
     best_epoch: int = -1
     bad_epochs: int = 0
 
-    def update(self, value: float, epoch: int) -> bool:
-        """Record an epoch's value; True when it is a new best."""
+    def update(self, value: float, epoch: int, *, final: bool = False) -> bool:
+        """Record an epoch's value; True when it is a new best. `final` (the end of a budgeted
+        run) is the best whatever came before."""
         delta = self.section.min_delta
-        better = self.best is None or (
-            value > self.best + delta if self.section.mode == "max" else value < self.best - delta
-        )
+        if final or self.best is None:
+            better = True
+        elif self.section.mode == "max":
+            better = value > self.best + delta
+        else:
+            better = value < self.best - delta
         if better:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
         else:
             self.bad_epochs += 1
         return better
-
-    def settle(self, value: float, epoch: int) -> None:
-        """Make `value` the best whatever came before (the end of a budgeted run)."""
-        self.best, self.best_epoch = value, epoch
 
     @property
     def should_stop(self) -> bool:
