@@ -276,16 +276,23 @@ def train_one_step(
     bands: int = 3,
     transform: Any = None,
     sets: tuple[str, ...] = (),
+    *,
+    crs: str | None = "EPSG:32633",
+    labels: np.ndarray | None = None,
 ) -> Path:
     """Tile one 96 px synthetic scene into 64 px windows and train the shipped config for one
-    step through the real CLI; the run folder."""
+    step through the real CLI; the run folder. `crs` None: no georeference (--pixel-space);
+    `labels`: a (96, 96) mask instead of the scene's squares."""
     image, mask = synthetic_pair(96, 96, bands, seed=1)
-    scene = write_geotiff(tmp_path / "s.tif", image, transform=transform)
-    write_geotiff(tmp_path / "s_mask.tif", mask, transform=transform)
+    mask = mask if labels is None else labels
+    scene = write_geotiff(tmp_path / "s.tif", image, crs=crs, transform=transform)
+    write_geotiff(tmp_path / "s_mask.tif", mask, crs=crs, transform=transform)
     store, run = tmp_path / "ds.zarr", tmp_path / "run"
+    space = () if crs else ("--pixel-space",)
     code, _, err = seg_run(
-        "tile", scene, "--labels", tmp_path / "s_mask.tif", "--size", "64", "--out", store, "-q"
-    )
+        "tile", scene, "--labels", tmp_path / "s_mask.tif", "--size", "64", "--out", store, "-q",
+        *space,
+    )  # fmt: skip
     assert code == 0, err
     code, _, err = seg_run(
         "train", "-c", "configs/unet_mobilenetv2.yaml", "-d", store, "--out", run,

@@ -7,7 +7,8 @@ resolution lifted kampala (7.5 cm; the network's pixels 15 cm, the coarse pass's
 +0.028, kampala_blocks by +0.020 and vegas (0.3 m; 0.6 and 1.2 m) by +0.018, 17 checkpoints of
 18 up. On 5 m NAIP (10 m coarse pixels) it cost 0.019, all seven down; so the pass runs only
 where its pixels stay within `seg.data.pixel_size.COARSEST_NETWORK_GSD_M` (2 m), the bound
-`model.scale: auto` keeps too.
+`model.scale: auto` keeps too; on scenes with no GSD, where the network runs below full
+resolution (`model.scale: auto` halves it there only for labels that half resolution keeps).
 
 Each scene's class shares (seg.inference.priors) are estimated from the fine pass alone: the
 blended probabilities are softer, and EM reads softer road posteriors as fewer roads (one vegas
@@ -35,9 +36,13 @@ WEIGHT = 1.0 / 3.0  # of the coarse pass in the blend; the fine pass keeps 2/3
 
 def wanted(mode: str, info: CheckpointInfo, gsd_m: float | None) -> bool:
     """Whether a scene of `gsd_m` metres (None: unknown) gets the coarse pass: `auto` where the
-    coarse pass's pixels stay within the bound, `on` / `off` always / never."""
+    coarse pass's pixels stay within the bound, or, with no GSD, for a network that runs below
+    full resolution (`model.scale: auto` judged its labels fine enough to halve; a network at
+    full resolution was judged too fine for that, and the pass halves it again); `on` / `off`
+    always / never."""
     if mode == "auto":
-        return fine_enough(gsd_m, network_scale(info) / 2)
+        scale = network_scale(info)
+        return scale < 1.0 if gsd_m is None else fine_enough(gsd_m, scale / 2)
     return mode == "on"
 
 

@@ -54,7 +54,7 @@ class Session:
         self.classes, self.bands, self.size = info.classes, info.bands, info.size
         self.device = runtime.select_device(cfg.train, gpu_list, self.ddp)
         # model.scale, augment.illumination, cut_mix, data.num_workers: auto -> numbers, saved
-        cfg = resolve_scale(cfg, lambda: scene_facts(info, info.train_ids))
+        cfg = resolve_scale(cfg, info)
         cfg = runtime.resolve_workers(cfg, self.device, segfs.is_remote(data))
         self.cfg = cfg = resolve_augment(cfg, info.bands)
         self.provenance = {**code_provenance(), "data": data, "store": info.store.fingerprint()}

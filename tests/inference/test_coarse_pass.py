@@ -37,7 +37,8 @@ def info(scale: float | None) -> CheckpointInfo:
         (0.5, 0.5, True),  # 2 m: at the bound
         (1.0, 0.5, False),  # 4 m
         (5.0, 1.0, False),  # NAIP: 10 m, where it lost
-        (None, 0.5, True),  # no georeference: the fine imagery seg assumes there
+        (None, 0.5, True),  # no GSD, a network at half resolution: labels fine enough
+        (None, 1.0, False),  # no GSD, at full resolution: labels too fine to halve
         (0.5, None, True),  # an old checkpoint without a scale ran at full resolution: 1 m
     ],
 )
