@@ -12,10 +12,10 @@ still span several pixels at 2 m.
 Scenes without a georeference (pixel space) or a stated GSD are judged by their labels instead:
 the mIoU a mask keeps when drawn at half resolution (each 2 x 2 block its majority class, back at
 full size) is about what a half-resolution network can draw (its logits are interpolated back,
-so a little finer than blocks, but not a one-pixel line). Kampala's buildings keep
-0.973, vegas's roads 0.964, atlanta's buildings 0.963 (half resolution won on all three); naip's
-5 m classes keep 0.897, where half resolution lost 0.14 (docs/recipe.md row 139). Labels that
-keep less than `KEEPS_AT_HALF` train at full resolution.
+so a little finer than blocks, but not a one-pixel line). Kampala's buildings keep 0.973,
+vegas's roads 0.964, atlanta's buildings 0.963 (half resolution won on all three); naip's 5 m
+classes keep 0.897, where half resolution lost 0.14 (docs/recipe.md rows 59-60, 140). Labels
+that keep less than `KEEPS_AT_HALF` train at full resolution.
 """
 
 from __future__ import annotations
