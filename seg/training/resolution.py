@@ -26,17 +26,16 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from seg.config import TrainConfig
-from seg.data.dataset import TrainData, scene_facts
+from seg.data.dataset import TrainData, WindowDataset, scene_facts
 from seg.data.pixel_size import fine_enough, scene_gsd
+from seg.data.sampling import MaskSource
 from seg.data.scene_metadata import SceneFacts
-from seg.data.store import WindowStore
-from seg.data.window_reader import WindowReader
-from seg.errors import StoreError
+from seg.data.window_prep import Normalisation
+from seg.evaluation.metrics import confusion_matrix, scores
 
 HALF = 0.5
 KEEPS_AT_HALF = 0.93  # between naip's 0.897 and the 0.963-0.973 of the sub-metre sets
 MAX_MASKS = 64  # windows read to judge the labels (one is ~1 ms locally)
-IGNORE = 255
 
 
 def training_gsd(scenes: Sequence[SceneFacts]) -> float | None:
@@ -49,45 +48,22 @@ def training_gsd(scenes: Sequence[SceneFacts]) -> float | None:
 def half_resolution_miou(masks: Iterable[np.ndarray], num_classes: int) -> float | None:
     """The mIoU that (S, S) masks keep when each 2 x 2 block is drawn as its majority class
     (ties to the lower class id) and scaled back; None without a labelled pixel."""
-    k = num_classes
-    confusion = np.zeros((k, k), np.int64)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
     for mask in masks:
         h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
         m = mask[:h, :w]
         blocks = m.reshape(h // 2, 2, w // 2, 2).transpose(0, 2, 1, 3).reshape(h // 2, w // 2, 4)
-        votes = np.stack([(blocks == c).sum(-1) for c in range(k)], -1)  # (h/2, w/2, K)
+        votes = np.stack([(blocks == c).sum(-1) for c in range(num_classes)], -1)  # (h/2, w/2, K)
         coarse = votes.argmax(-1).repeat(2, 0).repeat(2, 1)  # (h, w) again
-        labelled = m != IGNORE
-        truth = m[labelled].astype(np.int64)
-        confusion += np.bincount(truth * k + coarse[labelled], minlength=k * k).reshape(k, k)
-    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
-    present = confusion.sum(1) > 0
-    if not present.any():
-        return None
-    return float((np.diag(confusion)[present] / union[present]).mean())
+        confusion += confusion_matrix(coarse, m, num_classes)
+    return float(scores(confusion)["miou"]) if confusion.any() else None
 
 
-def sample_masks(store: WindowStore, scene_ids: Sequence[str]) -> list[np.ndarray]:
-    """Up to `MAX_MASKS` window masks, evenly spaced over the scenes' windows."""
-    where = [(sid, w) for sid in scene_ids for w in range(len(store.scene(sid)))]
-    picks = np.linspace(0, len(where) - 1, min(len(where), MAX_MASKS)).round().astype(int)
-    readers: dict[str, WindowReader] = {}
-    out = []
-    for i in sorted(set(picks.tolist())):
-        sid, w = where[i]
-        if sid not in readers:
-            mask = store.scene(sid).mask
-            if mask is None:
-                continue
-            readers[sid] = WindowReader(mask)
-        try:
-            out.append(readers[sid].read(w))
-        except Exception as exc:  # damaged shard bytes: say which scene, as training would
-            raise StoreError(
-                f"window {w} of scene {sid!r} cannot be read ({type(exc).__name__}); the store"
-                " is damaged: re-tile that scene (seg tile ... --overwrite)"
-            ) from exc
-    return out
+def sample_masks(dataset: MaskSource) -> list[np.ndarray]:
+    """Up to `MAX_MASKS` of the dataset's window masks, evenly spaced."""
+    n = len(dataset)
+    picks = np.linspace(0, n - 1, min(n, MAX_MASKS)).round().astype(int)
+    return [dataset.read_mask(int(i)) for i in picks]
 
 
 def auto_scale(gsd_m: float | None, label_miou: float | None = None) -> float:
@@ -106,7 +82,11 @@ def resolve_scale(cfg: TrainConfig, data: TrainData) -> TrainConfig:
         return cfg
     gsd = training_gsd(scene_facts(data, data.train_ids))
     kept = None
-    if gsd is None:
-        kept = half_resolution_miou(sample_masks(data.store, data.train_ids), len(data.classes))
+    if gsd is None:  # the train split's windows, as training reads them (blocks splits too)
+        norm = Normalisation.from_store(data.store, data.train_ids)  # unused by masks
+        train = WindowDataset(
+            data.path, data.train_ids, norm, store=data.store, split=cfg.data.train_split
+        )
+        kept = half_resolution_miou(sample_masks(train), len(data.classes))
     model = cfg.model.model_copy(update={"scale": auto_scale(gsd, kept)})
     return cfg.model_copy(update={"model": model})
